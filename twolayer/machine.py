@@ -1,0 +1,80 @@
+"""What machine this is: CPU, cores, library versions, BLAS, Numba's threading layer."""
+import importlib
+import os
+import platform
+import sys
+
+import numpy as np
+
+
+def cpu_model():
+    """The CPU's marketing name, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def usable_cores():
+    """Cores this process may run on (the affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def blas_info():
+    """One line per BLAS library loaded in this process: name, version, threads, kernel."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        threadpool_info = None
+    if threadpool_info is not None:
+        rows = [
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, "
+            f"{i.get('architecture') or i.get('threading_layer')}) {os.path.basename(i.get('filepath', ''))}"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
+        if rows:
+            return rows
+    try:  # NumPy >= 1.25 reports how it was built
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return [f"{blas.get('name')} {blas.get('version')} (from numpy's build configuration)"]
+    except Exception:  # older NumPy, or a build without the information
+        return ["unknown"]
+
+
+def _version(module):
+    try:
+        return importlib.import_module(module).__version__
+    except ImportError:
+        return "not installed"
+
+
+def describe():
+    """A dict describing this machine and the libraries the computation runs on."""
+    from . import __version__
+
+    info = {
+        "twolayer": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable cores": usable_cores(),
+        "numpy": np.__version__,
+        "numba": _version("numba"),
+        "blas": blas_info(),
+    }
+    try:
+        from . import fast
+    except ImportError:
+        pass
+    else:
+        info.update(fast.runtime_info())
+    return info
