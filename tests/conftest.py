@@ -4,7 +4,7 @@ import pytest
 import twolayer
 
 # Every concrete backend: a backend that fails to load fails its tests, it does not vanish.
-CONCRETE_BACKENDS = ["numpy"]
+CONCRETE_BACKENDS = [b for b in twolayer.BACKENDS if b != "auto"]
 
 
 @pytest.fixture(params=CONCRETE_BACKENDS)

@@ -61,6 +61,19 @@ def resolve_backend(backend=None):
     return next(name for name in ("numba", "numpy") if _loaded.get(name) is fn)
 
 
+def set_num_threads(n):
+    """Threads used by the numba backend's parallel kernels, for every Python thread.
+
+    Defaults to NUMBA_NUM_THREADS (all cores); at most that many.
+    """
+    importlib.import_module(_MODULES["numba"]).set_num_threads(n)
+
+
+def get_num_threads():
+    """Threads the numba backend's parallel kernels use."""
+    return importlib.import_module(_MODULES["numba"]).get_num_threads()
+
+
 def forward_backward_prop(data, labels, params, dimensions, *, backend=None, out=None):
     """Cost and gradient of a two-layer sigmoid network with a softmax output.
 

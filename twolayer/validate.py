@@ -58,6 +58,20 @@ def compute_dtype(*dtypes):
     return dt
 
 
+_ndarray = np.ndarray
+_F32, _F64 = COMPUTE_DTYPES
+_lengths = {}  # dimensions -> params length, memoized: this runs on every call
+
+
+def _params_length(dims):
+    length = _lengths.get(dims)
+    if length is None:
+        if len(_lengths) > 4096:
+            _lengths.clear()
+        length = _lengths[dims] = param_offsets(*dims)[4]
+    return length
+
+
 def check_inputs(data, labels, params, dimensions):
     """Validate the four arguments of ``forward_backward_prop``.
 
@@ -66,43 +80,23 @@ def check_inputs(data, labels, params, dimensions):
     a conversion makes a copy, otherwise the originals are returned as they are (any
     memory layout; backends that need a particular one arrange it themselves).
     """
-    dims = check_dimensions(dimensions)
-    Dx, H, Dy = dims
-    if type(data) is not np.ndarray:
+    dims = dimensions
+    if type(dims) is not tuple or len(dims) != 3:
+        dims = check_dimensions(dims)
+    else:
+        Dx, H, Dy = dims
+        if not (type(Dx) is int and type(H) is int and type(Dy) is int and Dx > 0 and H > 0 and Dy > 0):
+            dims = normalize_dimensions(dims)
+    if type(data) is not _ndarray or type(labels) is not _ndarray or type(params) is not _ndarray:
         data = _as_ndarray(data, "data")
-    if type(labels) is not np.ndarray:
         labels = _as_ndarray(labels, "labels")
-    if type(params) is not np.ndarray:
         params = _as_ndarray(params, "params")
-
-    if data.ndim != 2:
-        hint = " (a single example must still be 2-D: data[None, :])" if data.ndim == 1 else ""
-        _check_ndim(data, 2, "data", f"of shape (N, Dx) = (N, {Dx}){hint}")
-    if labels.ndim != 2:
-        hint = (
-            f" (for integer class labels, pass one-hot rows: np.eye({Dy})[labels])" if labels.ndim == 1 else ""
-        )
-        _check_ndim(labels, 2, "labels", f"of shape (N, Dy) = ({data.shape[0]}, {Dy}){hint}")
-    if params.ndim != 1:
-        _check_ndim(params, 1, "params", f"of length (Dx+1)*H + (H+1)*Dy = {param_offsets(Dx, H, Dy)[4]}")
-
-    n = data.shape[0]
-    if data.shape[1] != Dx:
-        raise ValueError(f"data: expected shape (N, Dx) = (N, {Dx}) for dimensions {dims}, got {data.shape}")
-    if labels.shape[0] != n or labels.shape[1] != Dy:
-        raise ValueError(
-            f"labels: expected shape (N, Dy) = ({n}, {Dy}) to match data {data.shape} "
-            f"and dimensions {dims}, got {labels.shape}"
-        )
-    total = param_offsets(Dx, H, Dy)[4]
-    if params.shape[0] != total:
-        raise ValueError(
-            f"params: expected length (Dx+1)*H + (H+1)*Dy = {total} for dimensions {dims}, "
-            f"got length {params.shape[0]}"
-        )
-
+    dshape, lshape, pshape = data.shape, labels.shape, params.shape
+    if (len(dshape) != 2 or len(lshape) != 2 or len(pshape) != 1 or dshape[1] != dims[0]
+            or lshape[0] != dshape[0] or lshape[1] != dims[2] or pshape[0] != _params_length(dims)):
+        _explain_shapes(data, labels, params, dims)
     dt = data.dtype
-    if dt is not labels.dtype or dt is not params.dtype or dt not in _FAST_DTYPES:
+    if dt is not labels.dtype or dt is not params.dtype or (dt is not _F64 and dt is not _F32):
         for name, arr in (("data", data), ("labels", labels), ("params", params)):
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"{name}: expected a real numeric dtype ({_ACCEPTED}), got dtype {arr.dtype}")
@@ -111,6 +105,32 @@ def check_inputs(data, labels, params, dimensions):
         labels = labels.astype(dt, copy=False)
         params = params.astype(dt, copy=False)
     return data, labels, params, dims
+
+
+def _explain_shapes(data, labels, params, dims):
+    """Raise the ValueError that says which shape is wrong."""
+    Dx, H, Dy = dims
+    total = param_offsets(Dx, H, Dy)[4]
+    if data.ndim != 2:
+        hint = " (a single example must still be 2-D: data[None, :])" if data.ndim == 1 else ""
+        _check_ndim(data, 2, "data", f"of shape (N, Dx) = (N, {Dx}){hint}")
+    if labels.ndim != 2:
+        hint = f" (for integer class labels, pass one-hot rows: np.eye({Dy})[labels])" if labels.ndim == 1 else ""
+        _check_ndim(labels, 2, "labels", f"of shape (N, Dy) = ({data.shape[0]}, {Dy}){hint}")
+    if params.ndim != 1:
+        _check_ndim(params, 1, "params", f"of length (Dx+1)*H + (H+1)*Dy = {total}")
+    n = data.shape[0]
+    if data.shape[1] != Dx:
+        raise ValueError(f"data: expected shape (N, Dx) = (N, {Dx}) for dimensions {dims}, got {data.shape}")
+    if labels.shape != (n, Dy):
+        raise ValueError(
+            f"labels: expected shape (N, Dy) = ({n}, {Dy}) to match data {data.shape} "
+            f"and dimensions {dims}, got {labels.shape}"
+        )
+    raise ValueError(
+        f"params: expected length (Dx+1)*H + (H+1)*Dy = {total} for dimensions {dims}, "
+        f"got length {params.shape[0]}"
+    )
 
 
 def check_out(out, size, dtype, inputs):
@@ -124,6 +144,8 @@ def check_out(out, size, dtype, inputs):
         )
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out: expected a writeable, C-contiguous array")
-    if any(np.may_share_memory(out, arr) for arr in inputs):
-        raise ValueError("out: must not share memory with data, labels or params")
+    # Fast answer when out owns its memory: only out itself or its views can overlap it.
+    if out.base is not None or any(a is out or a.base is out for a in inputs):
+        if any(np.may_share_memory(out, a) for a in inputs):
+            raise ValueError("out: must not share memory with data, labels or params")
     return out

@@ -1,0 +1,210 @@
+"""Narrow layers: a tile of T rows at a time, stored transposed (features x T) so that
+every innermost loop runs over the T rows and vectorizes, however small H and Dy are.
+
+Where the time goes: exp (H + Dy per row, see mathfn.py) and the four small products;
+all of it stays in L1/L2 because a tile is a few tens of KiB. The batch is cut into a
+fixed number of chunks of whole tiles, each with its own gradient accumulator, summed in
+chunk order: the result does not depend on the thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .common import JIT, chunk_workspace, param_views, reduce_chunks
+from .mathfn import vexp, vlog
+
+
+@njit(**JIT)
+def scratch_size(Dx, H, Dy, T):
+    """Elements of tile scratch: xT, yT, zT, hT, dT and four row vectors."""
+    return (Dx + 2 * Dy + 2 * H + 4) * T
+
+
+@njit(**JIT)
+def pack_tile(src, r0, n, dst):
+    # src (N, D) rows r0..r0+n -> dst (D, T); columns n..T zeroed (zero rows add nothing)
+    T = dst.shape[1]
+    for t in range(n):
+        for d in range(src.shape[1]):
+            dst[d, t] = src[r0 + t, d]
+    dst[:, n:T] = 0
+
+
+@njit(**JIT)
+def hidden_forward(xT, W1, b1, hT):
+    # xT (Dx, T), W1 (Dx, H), b1 (H,) -> hT (H, T) = sigmoid(W1^T xT + b1)
+    one = hT.dtype.type(1.0)
+    for j in range(hT.shape[0]):
+        h = hT[j]
+        h[:] = b1[j]
+        for i in range(xT.shape[0]):
+            w = W1[i, j]
+            x = xT[i]
+            for t in range(h.shape[0]):
+                h[t] += w * x[t]
+        for t in range(h.shape[0]):
+            h[t] = one / (one + vexp(-h[t]))
+
+
+@njit(**JIT)
+def output_forward(hT, W2, b2, yT, zT, rows):
+    # hT (H, T), W2 (H, Dy), b2 (Dy,), yT (Dy, T) -> returns the tile's cost and leaves
+    # d1 = yhat * rowsum(y) - y in zT (Dy, T). rows (4, T) is scratch.
+    T = zT.shape[1]
+    zmax, sumexp, ysum, yshift = rows[0], rows[1], rows[2], rows[3]
+    for k in range(zT.shape[0]):
+        z = zT[k]
+        z[:] = b2[k]
+        for j in range(hT.shape[0]):
+            w = W2[j, k]
+            h = hT[j]
+            for t in range(T):
+                z[t] += w * h[t]
+    zmax[:] = zT[0]
+    for k in range(1, zT.shape[0]):
+        z = zT[k]
+        for t in range(T):
+            zmax[t] = max(zmax[t], z[t])
+    # One exp per logit: s = z - max is exact, and cost = sum_k y_k (lse - z_k)
+    # = rowsum(y) log(sum_k exp(s_k)) - sum_k y_k s_k stays finite where yhat underflows.
+    sumexp[:] = 0
+    ysum[:] = 0
+    yshift[:] = 0
+    for k in range(zT.shape[0]):
+        z = zT[k]
+        y = yT[k]
+        for t in range(T):
+            s = z[t] - zmax[t]
+            ysum[t] += y[t]
+            yshift[t] += y[t] * s
+            e = vexp(s)
+            sumexp[t] += e
+            z[t] = e
+    cost = zT.dtype.type(0.0)
+    for t in range(T):
+        cost += ysum[t] * vlog(sumexp[t]) - yshift[t]
+        sumexp[t] = ysum[t] / sumexp[t]  # now yhat * rowsum(y) = e * sumexp
+    for k in range(zT.shape[0]):
+        z = zT[k]
+        y = yT[k]
+        for t in range(T):
+            z[t] = z[t] * sumexp[t] - y[t]
+    return cost
+
+
+@njit(**JIT)
+def output_backward(hT, W2, d1T, gW2, gb2, d2T):
+    # hT (H, T), W2 (H, Dy), d1T (Dy, T) -> gW2 (H, Dy) +=, gb2 (Dy,) +=, d2T (H, T) = W2 d1T
+    T = d1T.shape[1]
+    for k in range(d1T.shape[0]):
+        d1 = d1T[k]
+        s = d1T.dtype.type(0.0)
+        for t in range(T):
+            s += d1[t]
+        gb2[k] += s
+    for j in range(hT.shape[0]):
+        h = hT[j]
+        d2 = d2T[j]
+        d2[:] = 0
+        for k in range(d1T.shape[0]):
+            d1 = d1T[k]
+            s = d1T.dtype.type(0.0)
+            w = W2[j, k]
+            for t in range(T):
+                s += h[t] * d1[t]
+                d2[t] += w * d1[t]
+            gW2[j, k] += s
+
+
+@njit(**JIT)
+def hidden_backward(xT, hT, d2T, gW1, gb1):
+    # xT (Dx, T), hT (H, T), d2T (H, T) -> d2T becomes d3 = d2 * h * (1 - h);
+    # gW1 (Dx, H) += xT d3^T, gb1 (H,) += rowsum(d3)
+    one = hT.dtype.type(1.0)
+    T = hT.shape[1]
+    for j in range(hT.shape[0]):
+        h = hT[j]
+        d3 = d2T[j]
+        s = hT.dtype.type(0.0)
+        for t in range(T):
+            d3[t] = d3[t] * h[t] * (one - h[t])
+            s += d3[t]
+        gb1[j] += s
+    for i in range(xT.shape[0]):
+        x = xT[i]
+        for j in range(hT.shape[0]):
+            d3 = d2T[j]
+            s = hT.dtype.type(0.0)
+            for t in range(T):
+                s += x[t] * d3[t]
+            gW1[i, j] += s
+
+
+@njit(**JIT)
+def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, grad):
+    """Rows r0..r1 of data (N, Dx) and labels (N, Dy), in tiles of T rows; accumulates
+    into grad (P,) and returns the cost. scratch holds scratch_size(Dx, H, Dy, T)."""
+    W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
+    gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
+    o = 0
+    xT = scratch[o : o + Dx * T].reshape((Dx, T))
+    o += Dx * T
+    yT = scratch[o : o + Dy * T].reshape((Dy, T))
+    o += Dy * T
+    zT = scratch[o : o + Dy * T].reshape((Dy, T))
+    o += Dy * T
+    hT = scratch[o : o + H * T].reshape((H, T))
+    o += H * T
+    dT = scratch[o : o + H * T].reshape((H, T))
+    o += H * T
+    rows = scratch[o : o + 4 * T].reshape((4, T))
+    cost = 0.0
+    for t0 in range(r0, r1, T):
+        n = min(T, r1 - t0)
+        pack_tile(data, t0, n, xT)
+        pack_tile(labels, t0, n, yT)
+        hidden_forward(xT, W1, b1, hT)
+        cost += output_forward(hT, W2, b2, yT, zT, rows)
+        output_backward(hT, W2, zT, gW2, gb2, dT)
+        hidden_backward(xT, hT, dT, gW1, gb1)
+    return cost
+
+
+@njit(**JIT)
+def tile_forward_backward(data, labels, params, Dx, H, Dy, grad):
+    """A small batch as one tile of T = N rounded up to 8 rows, no threads.
+
+    data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+    """
+    grad[:] = 0
+    T = max(8, (data.shape[0] + 7) // 8 * 8)
+    ws = np.empty(scratch_size(Dx, H, Dy, T), data.dtype)
+    return tiles_forward_backward(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)
+
+
+@njit(**JIT)
+def _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
+    stride = ws.shape[0] // costs.shape[0]
+    acc, scratch = chunk_workspace(c, ws, stride, grad)
+    r0 = c * rows_per_chunk
+    r1 = min(data.shape[0], r0 + rows_per_chunk)
+    costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
+
+
+@njit(**JIT)
+def narrow_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
+    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+
+    Chunk c covers rows c * rows_per_chunk ..; ws holds len(costs) regions of
+    P + scratch_size(Dx, H, Dy, T) elements. One thread.
+    """
+    for c in range(costs.shape[0]):
+        _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad)
+    return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
+
+
+@njit(parallel=True, **JIT)
+def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
+    """The chunks of narrow_serial spread over Numba's threads: bitwise the same result."""
+    for c in prange(costs.shape[0]):
+        _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad)
+    return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)

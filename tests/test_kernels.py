@@ -1,0 +1,204 @@
+"""The Numba kernels themselves: every path against the long-double oracle, the
+vectorized exp/log, float32 purity, determinism, threads and the compile cache."""
+import os
+import re
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+from numba import types
+
+import twolayer
+from twolayer import fast, param_count, unpack_params
+from twolayer.kernels.common import FASTMATH, JIT, param_views
+from twolayer.kernels.mathfn import vexp, vlog
+
+from oracle import assert_close_to_oracle, random_problem
+
+PATHS = ["row", "tile", "narrow", "blas"]
+RTOL = {np.float64: 1e-12, np.float32: 1e-4}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (3, 1, 7), (1, 6, 2), (7, 13, 3), (20, 9, 11)])
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 129, 700])
+def test_every_path_matches_the_oracle(path, dims, n, rng):
+    data, labels, params = random_problem(rng, n, dims, scale=0.7)
+    cost, grad = fast.forward_backward(data, labels, params, dims, path=path)
+    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_path_soft_labels_saturation_and_dtype(path, dtype, rng):
+    dims = (6, 5, 4)
+    data, labels, params = random_problem(rng, 300, dims, dtype=dtype, scale=4.0, soft=True)
+    labels[::5] *= 3  # rows that do not sum to one
+    cost, grad = fast.forward_backward(data, labels, params, dims, path=path)
+    assert grad.dtype == dtype
+    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[dtype])
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_nan_gives_nan_cost(path, rng):
+    dims = (4, 3, 5)
+    for which in range(3):
+        arrays = list(random_problem(rng, 600, dims))
+        arrays[which].flat[7] = np.nan
+        cost, _ = fast.forward_backward(*arrays, dims, path=path)
+        assert np.isnan(cost), (which, cost)
+
+
+def test_param_views_agree_with_the_layout():
+    dims = (3, 4, 5)
+    params = np.arange(param_count(dims), dtype=np.float64)
+    for got, expected in zip(param_views(params, *dims), unpack_params(params, dims)):
+        assert np.array_equal(got, expected)
+
+
+def test_fastmath_keeps_nan_and_inf_semantics():
+    assert not FASTMATH & {"nnan", "ninf", "fast"}
+    assert JIT["cache"] is True
+
+
+@numba.njit(**JIT)
+def _apply(f_is_exp, x, out):
+    for i in range(x.shape[0]):
+        out[i] = vexp(x[i]) if f_is_exp else vlog(x[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorized_exp_and_log_are_within_two_ulp(dtype):
+    rng = np.random.default_rng(3)
+    finfo = np.finfo(dtype)
+    lo, hi = (-103.0, 88.0) if dtype == np.float32 else (-744.0, 709.0)
+    x = np.concatenate([rng.uniform(lo, hi, 200_000), rng.uniform(-30, 30, 200_000)]).astype(dtype)
+    out = np.empty_like(x)
+    _apply(True, x, out)
+    ref = np.exp(x.astype(np.longdouble))
+    normal = ref > finfo.tiny
+    assert np.max(np.abs((out[normal] - ref[normal]) / ref[normal])) <= 2 * finfo.eps
+    y = np.concatenate([rng.uniform(1, 100, 200_000), 10.0 ** rng.uniform(-30, 30, 200_000)]).astype(dtype)
+    _apply(False, y, out[: y.size])
+    ref = np.log(y.astype(np.longdouble))
+    assert np.max(np.abs(out[: y.size] - ref) / np.maximum(1, np.abs(ref))) <= 2 * finfo.eps
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorized_exp_and_log_special_values(dtype):
+    big = 1000.0
+    x = np.array([np.nan, np.inf, -np.inf, big, -big, 0.0], dtype)
+    out = np.empty_like(x)
+    _apply(True, x, out)
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0 and out[3] == np.inf and out[4] == 0
+    assert out[5] == 1
+    tiny = np.array([-740.0 if dtype == np.float64 else -100.0], dtype)  # a subnormal result
+    _apply(True, tiny, tiny_out := np.empty_like(tiny))
+    assert 0 < tiny_out[0] < np.finfo(dtype).tiny
+    assert tiny_out[0] == pytest.approx(float(np.exp(tiny.astype(np.longdouble))[0]), rel=1e-3)
+    y = np.array([np.nan, np.inf, 1.0], dtype)
+    _apply(False, y, out[:3])
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0
+
+
+@pytest.mark.parametrize(
+    "worker, signature",
+    [
+        ("single.rows_forward_backward", lambda f32: fast._signature("simple", f32)),
+        ("narrow.tiles_forward_backward", None),
+        ("wide.chunks_forward_backward", None),
+    ],
+)
+def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
+    """Float literals promote in Numba; a float32 kernel's vector loops must stay float32."""
+    module_name, name = worker.split(".")
+    py_func = getattr(getattr(twolayer.kernels, module_name), name).py_func
+    fresh = numba.njit(**{**JIT, "cache": False})(py_func)  # cached code cannot be inspected
+    f32 = types.float32
+    if signature is not None:
+        sig = signature(f32)
+    else:  # data, labels, params, Dx, H, Dy, r0, r1, rows, scratch, grad
+        ro2, ro1, rw1 = types.Array(f32, 2, "C", readonly=True), types.Array(f32, 1, "C", readonly=True), types.Array(f32, 1, "C")
+        sig = (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
+    fresh.compile(sig)
+    ir = fresh.inspect_llvm(sig)
+    assert re.findall(r"<\d+ x float>", ir), "expected vectorized float32 loops"
+    assert not re.findall(r"<\d+ x double>", ir)
+    assert ir.count("fpext") <= 1  # the one widening: the tile's cost into its float64 sum
+
+
+def _rng_problem(n, dims, seed=11):
+    return random_problem(np.random.default_rng(seed), n, dims)
+
+
+def test_narrow_path_is_bitwise_identical_across_thread_counts_and_calls():
+    dims = twolayer.SHAPES["cs224n"]
+    data, labels, params = _rng_problem(20_000, dims)
+    assert fast.choose_path(data.shape[0], *dims) == "narrow"
+    results = []
+    try:
+        for threads in (1, 2, 1, 2):
+            twolayer.set_num_threads(threads)
+            results.append(twolayer.forward_backward_prop(data, labels, params, dims, backend="numba"))
+    finally:
+        twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for cost, grad in results[1:]:
+        assert cost == results[0][0]
+        assert np.array_equal(grad, results[0][1])
+
+
+def test_blas_path_is_bitwise_identical_across_calls():
+    dims = (60, 40, 7)
+    data, labels, params = _rng_problem(5_000, dims)
+    assert fast.choose_path(data.shape[0], *dims) == "blas"
+    first = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    for _ in range(3):
+        again = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+        assert again[0] == first[0] and np.array_equal(again[1], first[1])
+
+
+def test_set_num_threads():
+    before = twolayer.get_num_threads()
+    try:
+        twolayer.set_num_threads(1)
+        assert twolayer.get_num_threads() == 1
+    finally:
+        twolayer.set_num_threads(before)
+    for bad in (0, -1, 1.5, "2", True, numba.config.NUMBA_NUM_THREADS + 1):
+        with pytest.raises(ValueError, match="n: expected an int from 1 to"):
+            twolayer.set_num_threads(bad)
+
+
+def test_numba_num_threads_is_honoured():
+    code = "import twolayer; print(twolayer.get_num_threads())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NUMBA_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"
+
+
+def test_a_second_process_loads_the_kernels_from_the_cache():
+    code = (
+        "import numpy as np, twolayer\n"
+        "from twolayer import fast\n"
+        "d = np.ones((1, 10)); y = np.zeros((1, 10)); y[0, 3] = 1\n"
+        "twolayer.forward_backward_prop(d, y, np.ones(115), (10, 5, 10), backend='numba')\n"
+        "s = fast.kernel('row').stats\n"
+        "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))\n"
+    )
+    for _ in range(2):  # the first run may compile and save; the second must load
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+    hits, misses = map(int, result.stdout.split())
+    assert hits == 2 and misses == 0  # float32 and float64, both from the cache
+
+
+def test_non_contiguous_inputs_are_copied_not_rejected(rng):
+    dims = (5, 4, 3)
+    data, labels, params = random_problem(rng, 50, dims)
+    expected = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    got = twolayer.forward_backward_prop(np.asfortranarray(data), labels[:, ::-1][:, ::-1], params[::-1][::-1],
+                                         dims, backend="numba")
+    assert got[0] == expected[0] and np.array_equal(got[1], expected[1])

@@ -1,0 +1,281 @@
+"""The Numba backend: picks a kernel by N and the dimensions (never by thread count),
+compiles it on first use, and keeps Numba's threads and BLAS's threads out of each
+other's way.
+
+Paths (kernels/):
+  row       single.py   one row at a time; the tiniest batches, where the call is the cost
+  tile      narrow.py   one transposed tile, no threads; small batches of narrow layers
+  narrow    narrow.py   fixed chunks of tiles over Numba's threads; narrow layers
+  blas      wide.py     BLAS products on row chunks; wide layers (one block per thread,
+                        each with single-threaded BLAS)
+"""
+import os
+import threading
+
+import numba
+import numpy as np
+from numba import types
+
+from .kernels import narrow, single, wide
+from .layout import param_offsets
+
+# Fixed chunk count of the narrow path: independent of the thread count, so that the
+# result is too; large enough to balance 2..64 threads.
+NARROW_CHUNKS = 64
+# Workspace cap for per-block gradient accumulators of the BLAS path (bytes).
+BLAS_ACCUMULATOR_BYTES = 48 << 20
+
+
+# ---------------------------------------------------------------------------
+# Path choice: measured crossovers, see README ("How a path is chosen").
+
+def is_narrow(Dx, H, Dy):
+    """Layers so small that transposed tiles beat BLAS: a tile's work is a handful of
+    vector operations per weight, while each BLAS call costs a microsecond or more."""
+    return Dx * H + H * Dy <= 256
+
+
+def choose_path(n, Dx, H, Dy):
+    """The kernel for n rows of a (Dx, H, Dy) network (crossovers measured on 2 cores)."""
+    if is_narrow(Dx, H, Dy):
+        if n <= 1:
+            return "row"
+        return "tile" if n < 512 else "narrow"
+    return "row" if n <= 2 else "blas"
+
+
+def tile_rows(Dx, H, Dy):
+    """Rows per tile of the narrow path: about 32 KiB of tile workspace, 32..256 rows."""
+    per_row = (Dx + 2 * Dy + 2 * H + 4) * 8
+    t = 32
+    while t < 256 and 2 * t * per_row <= 32 << 10:
+        t *= 2
+    return t
+
+
+def blas_chunk_rows(Dx, H, Dy):
+    """Rows per BLAS chunk: large enough for GEMM efficiency, small enough for L2/L3."""
+    return 256 if Dx * H >= 1 << 16 else 512
+
+
+# ---------------------------------------------------------------------------
+# Compilation: each entry kernel gets exactly two signatures (float32, float64), with the
+# inputs typed read-only so that read-only and writeable arrays share one compiled
+# version; then compilation is switched off, so no call can trigger another compile.
+
+def _signature(kind, dt):
+    ro2 = types.Array(dt, 2, "C", readonly=True)
+    ro1 = types.Array(dt, 1, "C", readonly=True)
+    rw1 = types.Array(dt, 1, "C")
+    dims = (types.intp,) * 3
+    if kind == "simple":  # data, labels, params, Dx, H, Dy, grad
+        return (ro2, ro2, ro1, *dims, rw1)
+    # data, labels, params, Dx, H, Dy, rows per tile/chunk, rows per chunk/block, ws, costs, grad
+    return (ro2, ro2, ro1, *dims, types.intp, types.intp, rw1, types.Array(types.float64, 1, "C"), rw1)
+
+
+_KERNELS = {
+    "row": (single.rows_forward_backward, "simple"),
+    "tile": (narrow.tile_forward_backward, "simple"),
+    "narrow_serial": (narrow.narrow_serial, "chunked"),
+    "narrow_parallel": (narrow.narrow_parallel, "chunked"),
+    "blas_serial": (wide.wide_serial, "chunked"),
+    "blas_parallel": (wide.wide_parallel, "chunked"),
+}
+_compiled = {}
+_compile_lock = threading.Lock()
+
+
+def kernel(name):
+    """The dispatcher of entry kernel ``name``, compiled for float32 and float64."""
+    k = _compiled.get(name)
+    if k is None:
+        with _compile_lock:
+            if name not in _compiled:
+                dispatcher, kind = _KERNELS[name]
+                for dt in (types.float32, types.float64):
+                    dispatcher.compile(_signature(kind, dt))
+                dispatcher.disable_compile()
+                _compiled[name] = dispatcher
+            k = _compiled[name]
+    return k
+
+
+# ---------------------------------------------------------------------------
+# Threads.
+
+numba.get_num_threads()  # starts Numba's thread pool, so that the layer is known
+THREADING_LAYER = numba.threading_layer()
+_threads = numba.get_num_threads()
+# GNU OpenMP cannot run a parallel region in a forked child (Numba aborts the process),
+# and the workqueue layer cannot even be entered twice at once: guard both.
+_FORK_UNSAFE = THREADING_LAYER in ("omp", "workqueue")
+_forked = False
+_workqueue_lock = threading.Lock() if THREADING_LAYER == "workqueue" else None
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def set_num_threads(n):
+    """Threads used by the parallel kernels (1 .. NUMBA_NUM_THREADS), for all Python threads."""
+    global _threads
+    if type(n) is not int or isinstance(n, bool) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"n: expected an int from 1 to {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS), got {n!r}")
+    _threads = n
+
+
+def get_num_threads():
+    return _threads
+
+
+class _SingleThreadedBlas:
+    """Holds every BLAS library at one thread while blocks run in Numba's threads, so that
+    one thread pool is busy at a time; restores the previous counts when the last
+    concurrent caller leaves."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = []
+        self._libs = None
+
+    def _blas_libs(self):
+        if self._libs is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                self._libs = []
+            else:
+                import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded first)
+
+                self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        return self._libs
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                self._saved = [(lib, lib.num_threads) for lib in self._blas_libs()]
+                for lib, n in self._saved:
+                    if n != 1:
+                        lib.set_num_threads(1)
+            self._depth += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, n in self._saved:
+                    if n != 1:
+                        lib.set_num_threads(n)
+
+
+_single_threaded_blas = _SingleThreadedBlas()
+
+
+def _run_parallel(name, args):
+    """Run a parallel kernel, or its serial twin (the same chunks, so the same result)
+    where a parallel launch is unsafe or pointless."""
+    serial = name.replace("_parallel", "_serial")
+    if _threads == 1 or (_forked and _FORK_UNSAFE):
+        return kernel(serial)(*args)
+    if _workqueue_lock is not None and not _workqueue_lock.acquire(blocking=False):
+        return kernel(serial)(*args)  # another thread is inside the workqueue pool
+    try:
+        if numba.get_num_threads() != _threads:
+            numba.set_num_threads(_threads)  # Numba's count is per calling thread
+        if name == "blas_parallel":
+            with _single_threaded_blas:
+                return kernel(name)(*args)
+        return kernel(name)(*args)
+    finally:
+        if _workqueue_lock is not None:
+            _workqueue_lock.release()
+
+
+# ---------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _workspace(n, dtype):
+    """n elements of scratch, reused by this Python thread's calls (no allocation, and no
+    page faults, in a training loop); it grows to the largest call seen."""
+    ws = _local.__dict__.get(dtype)
+    if ws is None or ws.shape[0] < n:
+        ws = np.empty(max(n, 1024), dtype)
+        _local.__dict__[dtype] = ws
+    return ws[:n]
+
+
+def _chunk_costs(n):
+    costs = _local.__dict__.get("costs")
+    if costs is None or costs.shape[0] < n:
+        costs = _local.__dict__["costs"] = np.empty(max(n, 64))
+    return costs[:n]
+
+
+def _chunked(path, data, labels, params, Dx, H, Dy, grad):
+    n = data.shape[0]
+    P = grad.shape[0]
+    if path == "narrow":
+        T = tile_rows(Dx, H, Dy)
+        per_chunk = max(1, -(-n // (T * NARROW_CHUNKS))) * T
+        chunks = max(1, -(-n // per_chunk))
+        stride = P + narrow.scratch_size(Dx, H, Dy, T)
+        ws = _workspace(chunks * stride, grad.dtype)
+        return _run_parallel("narrow_parallel", (data, labels, params, Dx, H, Dy, T, per_chunk, ws,
+                                                 _chunk_costs(chunks), grad))
+    # blas: one block per thread, as many as the accumulator budget allows
+    R = blas_chunk_rows(Dx, H, Dy)
+    blocks = max(1, min(_threads, -(-n // R), BLAS_ACCUMULATOR_BYTES // (P * grad.itemsize)))
+    if _forked and _FORK_UNSAFE:
+        blocks = 1
+    per_block = max(1, -(-n // blocks))
+    R = min(R, per_block)
+    stride = P + wide.scratch_size(Dx, H, Dy, R)
+    args = (data, labels, params, Dx, H, Dy, R, per_block, _workspace(blocks * stride, grad.dtype),
+            _chunk_costs(blocks), grad)
+    if blocks == 1:
+        return kernel("blas_serial")(*args)  # BLAS keeps its own threads
+    return _run_parallel("blas_parallel", args)
+
+
+def _compute(path, data, labels, params, dims, grad):
+    Dx, H, Dy = dims
+    if path == "row" or path == "tile":
+        return (_compiled.get(path) or kernel(path))(data, labels, params, Dx, H, Dy, grad)
+    return _chunked(path, data, labels, params, Dx, H, Dy, grad)
+
+
+def forward_backward(data, labels, params, dims, out=None, path=None):
+    """Cost and gradient with validated inputs (see twolayer.api); ``path`` forces a kernel."""
+    grad = np.empty(params.shape[0], params.dtype) if out is None else out
+    if path is None:
+        path = choose_path(data.shape[0], *dims)
+    try:
+        cost = _compute(path, data, labels, params, dims, grad)
+    except TypeError:
+        # The kernels are compiled for C-contiguous arrays only; anything else is copied once.
+        if data.flags.c_contiguous and labels.flags.c_contiguous and params.flags.c_contiguous:
+            raise
+        data, labels, params = (np.ascontiguousarray(a) for a in (data, labels, params))
+        cost = _compute(path, data, labels, params, dims, grad)
+    return float(cost), grad
+
+
+def runtime_info():
+    """Numba's threading layer and thread counts, for ``twolayer info`` and the benchmark."""
+    import llvmlite.binding as ll
+
+    return {
+        "numba threading layer": THREADING_LAYER,
+        "numba threads": f"{_threads} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+        "svml": bool(numba.config.USING_SVML),
+        "llvm cpu": ll.get_host_cpu_name(),
+    }
