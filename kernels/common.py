@@ -34,11 +34,10 @@ def param_views(params, Dx, H, Dy):
 
 @njit(**JIT)
 def chunk_workspace(c, ws, stride, grad):
-    """(gradient accumulator (P,), scratch) of chunk c; the accumulator is zeroed."""
+    """(gradient accumulator (P,), scratch) of chunk c; the chunk initializes its accumulator."""
     P = grad.shape[0]
     region = ws[c * stride : (c + 1) * stride]
     acc = grad if c == 0 else region[:P]
-    acc[:] = 0
     return acc, region[P:]
 
 

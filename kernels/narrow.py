@@ -185,6 +185,7 @@ def tile_forward_backward(data, labels, params, Dx, H, Dy, grad):
 def _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
     stride = ws.shape[0] // costs.shape[0]
     acc, scratch = chunk_workspace(c, ws, stride, grad)
+    acc[:] = 0
     r0 = c * rows_per_chunk
     r1 = min(data.shape[0], r0 + rows_per_chunk)
     costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)

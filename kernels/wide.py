@@ -1,11 +1,14 @@
-"""Wide layers: BLAS for the five products, fused elementwise passes between them,
-a chunk of R rows at a time.
+"""Wider layers: BLAS for the five products, fused elementwise passes between them,
+R rows at a time.
 
-Where the time goes: the GEMMs x W1 and x^T d3, at the BLAS's speed; the elementwise
-passes are a few percent. Rows are split into one block per thread, each running
-whole chunks with single-threaded BLAS, so that one thread pool works at a time and
-the elementwise passes run in parallel too. Chunks bound the workspace whatever N is;
-the weight gradients accumulate inside the GEMM (beta = 1).
+Where the time goes: the GEMMs x W1 and x^T d3, at the BLAS's speed; then the sigmoid
+(one exp per hidden unit). Even for Dy = 5, BLAS does h W2, h^T d1 and d1 W2^T faster
+than a fused per-row loop (measured: 93 against 180 ns per row for (50, 100, 5)).
+
+Rows are split into one block per thread, each running whole chunks with
+single-threaded BLAS, so that one thread pool works at a time and the elementwise
+passes run in parallel too. Chunks bound the workspace whatever N is; the weight
+gradients accumulate inside the GEMM (beta = 1 after a block's first chunk).
 """
 from numba import njit, prange
 
@@ -31,59 +34,67 @@ def hidden_activation(Z, b1):
 
 
 @njit(**JIT)
-def softmax_xent(Z, b2, Y):
+def softmax_xent_row(z, y):
+    # z (Dy,) logits, y (Dy,) labels -> returns the row's cost; z becomes d1 = yhat * sum(y) - y
+    zmax = z[0]
+    for k in range(1, z.shape[0]):
+        zmax = max(zmax, z[k])
+    sumexp = z.dtype.type(0.0)
+    ysum = z.dtype.type(0.0)
+    yshift = z.dtype.type(0.0)
+    for k in range(z.shape[0]):
+        s = z[k] - zmax
+        ysum += y[k]
+        yshift += y[k] * s
+        e = vexp(s)
+        sumexp += e
+        z[k] = e
+    scale = ysum / sumexp
+    for k in range(z.shape[0]):
+        z[k] = z[k] * scale - y[k]
+    return ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k), as in narrow.output_forward
+
+
+@njit(**JIT)
+def softmax_xent(Z, b2, Y, gb2):
     # Z (R, Dy) = h W2, Y (R, Dy) -> returns the cost; Z becomes d1 = yhat * rowsum(y) - y
+    # and gb2 (Dy,) += sum_rows(d1)
     cost = 0.0
     for r in range(Z.shape[0]):
         z = Z[r]
-        y = Y[r]
-        zmax = z[0] + b2[0]
         for k in range(z.shape[0]):
             z[k] += b2[k]
-            zmax = max(zmax, z[k])
-        sumexp = Z.dtype.type(0.0)
-        ysum = Z.dtype.type(0.0)
-        yshift = Z.dtype.type(0.0)
+        cost += softmax_xent_row(z, Y[r])
         for k in range(z.shape[0]):
-            s = z[k] - zmax
-            ysum += y[k]
-            yshift += y[k] * s
-            e = vexp(s)
-            sumexp += e
-            z[k] = e
-        cost += ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k), as in narrow.output_forward
-        scale = ysum / sumexp
-        for k in range(z.shape[0]):
-            z[k] = z[k] * scale - y[k]
+            gb2[k] += z[k]
     return cost
 
 
 @njit(**JIT)
-def add_column_sums(A, out):
-    # out (C,) += sum over the rows of A (R, C)
-    for r in range(A.shape[0]):
-        a = A[r]
-        for c in range(A.shape[1]):
-            out[c] += a[c]
-
-
-@njit(**JIT)
-def hidden_delta(D, Hh):
-    # D (R, H) = d2 -> d3 = d2 * h * (1 - h), in place
+def hidden_delta(D, Hh, gb1):
+    # D (R, H) = d2 -> d3 = d2 * h * (1 - h) in place, and gb1 (H,) += sum_rows(d3)
     one = D.dtype.type(1.0)
     for r in range(D.shape[0]):
         d = D[r]
         h = Hh[r]
         for j in range(D.shape[1]):
             d[j] = d[j] * h[j] * (one - h[j])
+            gb1[j] += d[j]
 
 
 @njit(**JIT)
 def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad):
-    """Rows r0..r1 of data (N, Dx) and labels (N, Dy) in chunks of R rows; accumulates
-    into grad (P,) and returns the cost. scratch holds scratch_size(Dx, H, Dy, R)."""
+    """Rows r0..r1 of data (N, Dx) and labels (N, Dy) in chunks of R rows; writes their
+    gradient to grad (P,) and returns the cost. scratch holds scratch_size(Dx, H, Dy, R)."""
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
+    # The first chunk's GEMMs overwrite the weight gradients (beta = 0): no separate
+    # zeroing pass over them, which for wide layers costs as much as a small batch.
+    gb1[:] = 0
+    gb2[:] = 0
+    if r1 <= r0:
+        gW1[:] = 0
+        gW2[:] = 0
     h_ws = scratch[: R * H].reshape((R, H))
     d_ws = scratch[R * H : 2 * R * H].reshape((R, H))
     z_ws = scratch[2 * R * H : R * (2 * H + Dy)].reshape((R, Dy))
@@ -92,18 +103,17 @@ def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
         c1 = min(c0 + R, r1)
         x, y = data[c0:c1], labels[c0:c1]
         h, d, z = h_ws[: c1 - c0], d_ws[: c1 - c0], z_ws[: c1 - c0]
+        beta = 0.0 if c0 == r0 else 1.0
         # forward
         gemm(x, False, W1, False, h, 0.0)  # h = x W1
         hidden_activation(h, b1)  # h = sigmoid(x W1 + b1)
         gemm(h, False, W2, False, z, 0.0)  # z = h W2
-        cost += softmax_xent(z, b2, y)  # z = d1
+        cost += softmax_xent(z, b2, y, gb2)  # z = d1; gb2 += sum_rows(d1)
         # backward
-        gemm(h, True, z, False, gW2, 1.0)  # gW2 += h^T d1
-        add_column_sums(z, gb2)
+        gemm(h, True, z, False, gW2, beta)  # gW2 += h^T d1
         gemm(z, False, W2, True, d, 0.0)  # d = d2 = d1 W2^T
-        hidden_delta(d, h)  # d = d3
-        gemm(x, True, d, False, gW1, 1.0)  # gW1 += x^T d3
-        add_column_sums(d, gb1)
+        hidden_delta(d, h, gb1)  # d = d3; gb1 += sum_rows(d3)
+        gemm(x, True, d, False, gW1, beta)  # gW1 += x^T d3
     return cost
 
 

@@ -1,10 +1,13 @@
 """The ``twolayer`` command (also ``python -m twolayer``)."""
 import argparse
+import json
 import sys
 
-from .api import BACKENDS, resolve_backend
+from . import peers
+from .api import BACKENDS, resolve_backend, set_num_threads
 from .helpers import sanity_check
-from .machine import describe
+from .layout import SHAPES
+from .machine import describe, gemm_peak
 
 
 def available_backends():
@@ -30,14 +33,118 @@ def cmd_check(args):
 
 
 def cmd_info(args):
-    for key, value in describe().items():
-        if isinstance(value, list):
-            print(f"{key}:")
-            for row in value:
-                print(f"  {row}")
-        else:
-            print(f"{key}: {value}")
+    _print_info(describe())
     return 0
+
+
+def _print_info(info, out=sys.stdout):
+    for key, value in info.items():
+        if isinstance(value, list):
+            print(f"{key}: " + "; ".join(map(str, value)), file=out)
+        else:
+            print(f"{key}: {value}", file=out)
+
+
+def cmd_bench(args):
+    from .benchmark import DEFAULT_BATCH_SIZES, format_table, sweep
+
+    backends = args.backends or [*available_backends()[::-1], *peers.available()]
+    for name in backends:
+        if name in peers.PEERS:
+            try:
+                peers.require(name)
+            except ImportError as err:
+                print(f"twolayer bench: {err}", file=sys.stderr)
+                return 2
+    if "numpy" not in backends:
+        backends = ["numpy", *backends]  # speedups are over numpy, measured in the same run
+    limits = None
+    if args.threads is not None:
+        set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            limits = threadpool_limits(args.threads)
+        except ImportError:
+            pass
+    info = describe()
+    info["gemm peak"] = ", ".join(f"{dt} {gemm_peak(dt):.1f} GFLOP/s" for dt in args.dtypes)
+    _print_info(info)
+    print()
+    progress = _progress_bar()
+    records = sweep(args.shapes, args.batch_sizes or DEFAULT_BATCH_SIZES, args.dtypes, backends,
+                    budget=args.budget, progress=progress)
+    progress(None, None, None)
+    print(format_table(records))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": info, "records": [r.as_dict() for r in records]}, f, indent=1, default=str)
+        print(f"\nwrote {args.json}")
+    if args.plot:
+        from .report import plot
+
+        speedup_png = args.plot.rsplit(".", 1)[0] + "-speedup.png"
+        tmp = args.json or args.plot + ".json"
+        if not args.json:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump([r.as_dict() for r in records], f, default=str)
+        plot(tmp, args.plot, speedup_png)
+        print(f"wrote {args.plot} and {speedup_png}")
+    if limits is not None:
+        limits.restore_original_limits()
+    return 0
+
+
+def _progress_bar():
+    """progress(done, total, label); progress(None, ...) closes it. tqdm when installed."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    bar = {}
+
+    def progress(done, total, label):
+        if done is None:
+            if "bar" in bar:
+                bar["bar"].close()
+            else:
+                print(file=sys.stderr)
+            return
+        if tqdm is not None:
+            if "bar" not in bar:
+                bar["bar"] = tqdm(total=total, unit="point", file=sys.stderr, leave=False)
+            bar["bar"].set_description(label)
+            bar["bar"].update(1)
+        else:
+            print(f"\r[{done}/{total}] {label:50s}", end="", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def cmd_report(args):
+    from .report import plot, table
+
+    print(table(args.run))
+    if args.plot:
+        speedup_png = args.plot.rsplit(".", 1)[0] + "-speedup.png"
+        plot(args.run, args.plot, speedup_png)
+        print(f"wrote {args.plot} and {speedup_png}")
+    return 0
+
+
+def cmd_gate(args):
+    from .report import gate
+
+    ok, lines = gate(args.baseline, args.current, args.tolerance)
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
 
 
 def build_parser():
@@ -47,16 +154,40 @@ def build_parser():
     check = sub.add_parser("check", help="CS224n's sanity check (gradcheck, N=20, dims (10,5,10)) on every backend")
     check.add_argument("--backends", nargs="+", choices=BACKENDS[1:], help="default: every available backend")
     check.add_argument("--seed", type=int, default=0, help="random seed of the check's data (default 0)")
-    check.set_defaults(run=cmd_check)
+    check.set_defaults(handler=cmd_check)
 
     info = sub.add_parser("info", help="versions, CPU, cores, BLAS and threading layer")
-    info.set_defaults(run=cmd_info)
+    info.set_defaults(handler=cmd_info)
+
+    bench = sub.add_parser("bench", help="how fast is it here: a sweep over shapes, batch sizes and dtypes")
+    bench.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    bench.add_argument("--batch-sizes", nargs="+", type=_positive_int, metavar="N",
+                       help="default: 1 16 256 4096 65536 (the wide shape stops at 4096)")
+    bench.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
+    bench.add_argument("--backends", nargs="+", choices=[*BACKENDS[1:], *peers.PEERS],
+                       help="default: numpy, numba and every installed peer (torch, jax)")
+    bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
+    bench.add_argument("--budget", type=float, default=0.25, help="seconds of timing per point (default 0.25)")
+    bench.add_argument("--json", metavar="PATH", help="write one record per measurement")
+    bench.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png); needs matplotlib")
+    bench.set_defaults(handler=cmd_bench)
+
+    report = sub.add_parser("report", help="table (and plots) of a saved run: twolayer bench --json or pytest-benchmark")
+    report.add_argument("run", help="JSON of a run")
+    report.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png)")
+    report.set_defaults(handler=cmd_report)
+
+    gate = sub.add_parser("gate", help="exit 1 if a speedup over numpy dropped by more than the tolerance")
+    gate.add_argument("baseline", help="JSON of the baseline run")
+    gate.add_argument("current", help="JSON of the run to check")
+    gate.add_argument("--tolerance", type=float, default=0.15, help="largest accepted relative drop (default 0.15)")
+    gate.set_defaults(handler=cmd_gate)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

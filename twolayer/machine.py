@@ -78,3 +78,31 @@ def describe():
     else:
         info.update(fast.runtime_info())
     return info
+
+
+_peaks = {}
+
+
+def gemm_peak(dtype=np.float64, n=2048, repeats=5):
+    """GFLOP/s of NumPy's matmul on n x n matrices: the machine's practical peak.
+
+    Best of ``repeats`` after a warm-up, measured once per process and dtype; the
+    benchmarks report throughput as a fraction of it.
+    """
+    import time
+
+    dtype = np.dtype(dtype)
+    key = (dtype, n)
+    if key not in _peaks:
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((n, n)).astype(dtype)
+        b = rng.standard_normal((n, n)).astype(dtype)
+        out = np.empty((n, n), dtype)
+        np.matmul(a, b, out=out)
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t)
+        _peaks[key] = 2 * n**3 / best / 1e9
+    return _peaks[key]

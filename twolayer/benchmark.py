@@ -1,0 +1,152 @@
+"""The sweep behind ``twolayer bench``: time each backend at each (shape, N, dtype),
+and express it as samples/s, GFLOP/s, a fraction of this machine's GEMM peak and a
+speedup over the NumPy backend measured in the same run."""
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import peers
+from .api import forward_backward_prop
+from .layout import SHAPES, flop_count, param_count
+from .machine import gemm_peak
+
+# Batch sizes of the full grid (the pytest-benchmark suite) and of `twolayer bench`.
+BATCH_SIZES = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536)
+DEFAULT_BATCH_SIZES = (1, 16, 256, 4096, 65536)
+# The wide preset stops at 4096 rows: beyond, one NumPy call takes seconds.
+MAX_ROWS = {"wide": 4096}
+DTYPES = ("float64", "float32")
+
+
+def batch_sizes_for(shape, batch_sizes=BATCH_SIZES):
+    return [n for n in batch_sizes if n <= MAX_ROWS.get(shape, n)]
+
+
+def make_problem(dims, n, dtype, seed=0):
+    """Random data, one-hot labels and small weights (sigmoids away from saturation)."""
+    rng = np.random.default_rng(seed)
+    Dx, H, Dy = dims
+    data = rng.standard_normal((n, Dx)).astype(dtype)
+    labels = np.zeros((n, Dy), dtype)
+    labels[np.arange(n), rng.integers(0, Dy, size=n)] = 1
+    params = (0.1 * rng.standard_normal(param_count(dims))).astype(dtype)
+    return data, labels, params
+
+
+def make_call(backend, dims, dtype):
+    """``f(data, labels, params) -> (cost, grad)`` for a backend or a peer."""
+    if backend in peers.PEERS:
+        return peers.make(backend, dims, dtype)
+    return lambda data, labels, params: forward_backward_prop(data, labels, params, dims, backend=backend)
+
+
+def median_seconds(call, budget=0.25, min_samples=5, sample_seconds=2e-4):
+    """Median seconds per call. Warm-up calls first (the first compiles and is never timed);
+    each sample repeats the call enough times to last ``sample_seconds`` (so sub-microsecond
+    differences are resolved); samples are taken until ``budget`` seconds have passed."""
+    call()
+    t = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - t, 1e-9)
+    number = max(1, int(sample_seconds / once))
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < min_samples or time.perf_counter() - start < budget:
+        t = time.perf_counter()
+        for _ in range(number):
+            call()
+        samples.append((time.perf_counter() - t) / number)
+        if len(samples) >= 3 and time.perf_counter() - start > 20 * budget:
+            break  # a single call far over budget: three samples will do
+    return statistics.median(samples)
+
+
+@dataclass
+class Record:
+    shape: str
+    dims: tuple
+    n: int
+    dtype: str
+    backend: str
+    seconds: float  # median per call
+    samples_per_s: float
+    gflops: float
+    peak_fraction: float  # of this machine's GEMM peak in this dtype
+    speedup: float = None  # over the numpy backend at the same point, same run
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def measure(shape, n, dtype, backend, budget=0.25):
+    """One Record (speedup left for ``attach_speedups``)."""
+    dims = SHAPES[shape]
+    data, labels, params = make_problem(dims, n, dtype)
+    f = make_call(backend, dims, dtype)
+    seconds = median_seconds(lambda: f(data, labels, params), budget=budget)
+    gflops = flop_count(n, dims) / seconds / 1e9
+    return Record(shape, dims, n, np.dtype(dtype).name, backend, seconds, n / seconds, gflops,
+                  gflops / gemm_peak(dtype))
+
+
+def attach_speedups(records):
+    """Set each record's speedup over the numpy record at the same (shape, n, dtype)."""
+    numpy_seconds = {(r.shape, r.n, r.dtype): r.seconds for r in records if r.backend == "numpy"}
+    for r in records:
+        base = numpy_seconds.get((r.shape, r.n, r.dtype))
+        r.speedup = base / r.seconds if base else None
+    return records
+
+
+def sweep(shapes, batch_sizes, dtypes, backends, budget=0.25, progress=None):
+    """Records for every point of the grid; ``progress(done, total, label)`` after each."""
+    points = [(s, n, d, b) for s in shapes for n in batch_sizes_for(s, batch_sizes) for d in dtypes for b in backends]
+    records = []
+    for i, (shape, n, dtype, backend) in enumerate(points):
+        records.append(measure(shape, n, dtype, backend, budget=budget))
+        if progress is not None:
+            progress(i + 1, len(points), f"{shape} N={n} {dtype} {backend}")
+    return attach_speedups(records)
+
+
+def _fmt_time(seconds):
+    us = seconds * 1e6
+    return f"{us:,.2f}" if us < 10 else f"{us:,.1f}" if us < 1000 else f"{us:,.0f}"
+
+
+def _fmt_rate(x):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.2f}{unit}"
+    return f"{x:.0f}"
+
+
+def format_table(records, fast="numba"):
+    """A plain-text table: one row per (shape, N, dtype), per backend the microseconds per
+    call and samples/s, then the speedup of ``fast`` over numpy and its % of GEMM peak."""
+    backends = list(dict.fromkeys(r.backend for r in records))
+    rows = {}
+    for r in records:
+        rows.setdefault((r.shape, r.n, r.dtype), {})[r.backend] = r
+    header = ["shape", "N", "dtype"]
+    for b in backends:
+        header += [f"{b} us", f"{b} samples/s"]
+    header += [f"{fast} speedup", f"{fast} % peak"]
+    lines = [header]
+    for (shape, n, dtype), by_backend in rows.items():
+        line = [shape, str(n), dtype]
+        for b in backends:
+            r = by_backend.get(b)
+            line += [_fmt_time(r.seconds), _fmt_rate(r.samples_per_s)] if r else ["-", "-"]
+        r = by_backend.get(fast)
+        line += [f"{r.speedup:.1f}x" if r and r.speedup else "-", f"{100 * r.peak_fraction:.1f}" if r else "-"]
+        lines.append(line)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = []
+    for k, row in enumerate(lines):
+        out.append("  ".join(cell.rjust(w) if i >= 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)

@@ -1,0 +1,123 @@
+"""Tables and plots from saved runs, and the portable regression gate.
+
+A run is the JSON of ``twolayer bench --json`` (a list of records) or of pytest-benchmark
+(``--benchmark-json`` or ``--benchmark-autosave``; the records live in each benchmark's
+extra_info). Absolute times do not carry across machines; speedups over the NumPy
+backend measured in the same run mostly do, so the gate compares those.
+"""
+import json
+
+from .benchmark import Record, format_table
+from .layout import SHAPES, flop_count
+
+
+def load(path):
+    """The records of a saved run."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    if isinstance(doc, dict) and "benchmarks" in doc:  # pytest-benchmark
+        records = []
+        for bench in doc["benchmarks"]:
+            info = bench.get("extra_info", {})
+            if "samples_per_s" not in info or info.get("scenario"):
+                continue  # not timed (--benchmark-disable), or not a throughput point
+            records.append(Record(info["shape"], tuple(info["dims"]), info["n"], info["dtype"], info["backend"],
+                                  bench["stats"]["median"], info["samples_per_s"], info["gflops"],
+                                  info["peak_fraction"], info.get("speedup")))
+        return records
+    if isinstance(doc, dict):
+        doc = doc.get("records", [])
+    return [Record(**{**r, "dims": tuple(r["dims"])}) for r in doc]
+
+
+def table(path):
+    return format_table(load(path))
+
+
+def gate(baseline_path, current_path, tolerance=0.15):
+    """Compare same-run speedups over numpy; returns (ok, report lines).
+
+    Fails when a speedup present in both runs dropped by more than ``tolerance``
+    (0.15: the current speedup is below 85% of the baseline's).
+    """
+    key = lambda r: (r.shape, r.n, r.dtype, r.backend)  # noqa: E731
+    base = {key(r): r.speedup for r in load(baseline_path) if r.speedup and r.backend != "numpy"}
+    current = {key(r): r.speedup for r in load(current_path) if r.speedup and r.backend != "numpy"}
+    common = sorted(set(base) & set(current), key=lambda k: (k[0], k[2], k[1], k[3]))
+    if not common:
+        return False, ["no point of the grid has a speedup in both runs: nothing to compare"]
+    lines, ok = [], True
+    for k in common:
+        ratio = current[k] / base[k]
+        bad = ratio < 1 - tolerance
+        ok &= not bad
+        lines.append(f"{'FAIL' if bad else 'ok  '} {k[0]:9s} N={k[1]:<6d} {k[2]:7s} {k[3]:6s} "
+                     f"speedup {base[k]:7.2f}x -> {current[k]:7.2f}x ({100 * (ratio - 1):+.0f}%)")
+    lines.append(f"{len(common)} points compared, tolerance {100 * tolerance:.0f}%: {'passed' if ok else 'FAILED'}")
+    return ok, lines
+
+
+def plot(path, out_png, speedup_png=None):
+    """samples/s against N (log-log), a panel per shape, a line per backend and dtype,
+    with the GEMM-peak roofline; and, if asked, the speedup over numpy as a second figure."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("plots need matplotlib: pip install 'twolayer[plot]'") from err
+
+    records = load(path)
+    shapes = [s for s in SHAPES if any(r.shape == s for r in records)]
+    styles = {"float64": "-", "float32": "--"}
+
+    def panels(title):
+        cols = min(2, len(shapes))
+        rows = -(-len(shapes) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+        fig.suptitle(title)
+        return fig, [ax for row in axes for ax in row]
+
+    fig, axes = panels("throughput against batch size (roofline: GEMM peak of this machine)")
+    for ax, shape in zip(axes, shapes):
+        mine = [r for r in records if r.shape == shape]
+        for backend in dict.fromkeys(r.backend for r in mine):
+            for dtype in dict.fromkeys(r.dtype for r in mine):
+                pts = sorted((r.n, r.samples_per_s) for r in mine if r.backend == backend and r.dtype == dtype)
+                if pts:
+                    ax.plot(*zip(*pts), styles.get(dtype, "-"), marker="o", ms=3, label=f"{backend} {dtype}")
+        for dtype in dict.fromkeys(r.dtype for r in mine):
+            peak = max((r.gflops / r.peak_fraction for r in mine if r.dtype == dtype and r.peak_fraction), default=0)
+            if peak:
+                ns = sorted({r.n for r in mine})
+                roof = peak * 1e9 / flop_count(1, SHAPES[shape])
+                ax.plot([ns[0], ns[-1]], [roof, roof], styles.get(dtype, "-"), color="gray", lw=1,
+                        label=f"GEMM peak {dtype}")
+        ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="samples/s", title=f"{shape} {SHAPES[shape]}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(shapes):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+    if speedup_png:
+        fig, axes = panels("speedup over the NumPy backend, same run")
+        for ax, shape in zip(axes, shapes):
+            mine = [r for r in records if r.shape == shape and r.speedup and r.backend != "numpy"]
+            for backend in dict.fromkeys(r.backend for r in mine):
+                for dtype in dict.fromkeys(r.dtype for r in mine):
+                    pts = sorted((r.n, r.speedup) for r in mine if r.backend == backend and r.dtype == dtype)
+                    if pts:
+                        ax.plot(*zip(*pts), styles.get(dtype, "-"), marker="o", ms=3, label=f"{backend} {dtype}")
+            ax.axhline(1, color="gray", lw=1)
+            ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="x NumPy", title=f"{shape} {SHAPES[shape]}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        for ax in axes[len(shapes):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        fig.savefig(speedup_png, dpi=110)
+        plt.close(fig)
