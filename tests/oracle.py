@@ -18,19 +18,25 @@ def forward_backward_longdouble(data, labels, params, dims):
     gW1, gb1 = np.zeros((Dx, H), L), np.zeros(H, L)
     gW2, gb2 = np.zeros((H, Dy), L), np.zeros(Dy, L)
     cost = L(0)
-    for x, y in zip(np.asarray(data, dtype=L), np.asarray(labels, dtype=L)):
-        h = 1 / (1 + np.exp(-(x @ W1 + b1)))
-        z = h @ W2 + b2
-        e = np.exp(z - z.max())
-        yhat = e / e.sum()
-        cost -= np.sum(y * np.log(yhat))
-        d1 = yhat * y.sum() - y
-        gW2 += np.outer(h, d1)
-        gb2 += d1
-        d3 = (W2 @ d1) * h * (1 - h)
-        gW1 += np.outer(x, d3)
-        gb1 += d3
+    with np.errstate(over="ignore"):  # exp(-z) -> inf is the exact sigmoid 0 here
+        for x, y in zip(np.asarray(data, dtype=L), np.asarray(labels, dtype=L)):
+            cost = _row(x, y, W1, b1, W2, b2, gW1, gb1, gW2, gb2, cost)
     return cost, np.concatenate([gW1.ravel(), gb1, gW2.ravel(), gb2])
+
+
+def _row(x, y, W1, b1, W2, b2, gW1, gb1, gW2, gb2, cost):
+    """One example: adds its gradient to gW1, gb1, gW2, gb2 and returns cost minus its log-likelihood."""
+    h = 1 / (1 + np.exp(-(x @ W1 + b1)))
+    z = h @ W2 + b2
+    e = np.exp(z - z.max())
+    yhat = e / e.sum()
+    d1 = yhat * y.sum() - y
+    gW2 += np.outer(h, d1)
+    gb2 += d1
+    d3 = (W2 @ d1) * h * (1 - h)
+    gW1 += np.outer(x, d3)
+    gb1 += d3
+    return cost - np.sum(y * np.log(yhat))
 
 
 def random_problem(rng, n, dims, dtype=np.float64, scale=1.0, soft=False):

@@ -135,9 +135,14 @@ def get_num_threads():
 
 
 class _SingleThreadedBlas:
-    """Holds every BLAS library at one thread while blocks run in Numba's threads, so that
-    one thread pool is busy at a time; restores the previous counts when the last
-    concurrent caller leaves."""
+    """Holds the BLAS that Numba calls (SciPy's) at one thread while blocks run in Numba's
+    threads, so that one thread pool is busy at a time; restores the previous count when
+    the last concurrent caller leaves.
+
+    OpenBLAS's thread count is process-wide and is set here through its own C function:
+    threadpoolctl only lets the first thread that used it change it, and from any other
+    Python thread the limit would silently not apply.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -146,41 +151,74 @@ class _SingleThreadedBlas:
         self._libs = None
 
     def _blas_libs(self):
+        """[(get_num_threads, set_num_threads)] of the BLAS libraries Numba's kernels call."""
         if self._libs is None:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:
-                self._libs = []
-            else:
-                import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba calls: loaded first)
-
-                self._libs = ThreadpoolController().select(user_api="blas").lib_controllers
+            self._libs = _find_numba_blas()
         return self._libs
 
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
-                self._saved = [(lib, lib.num_threads) for lib in self._blas_libs()]
-                for lib, n in self._saved:
+                self._saved = [(setter, getter()) for getter, setter in self._blas_libs()]
+                for setter, n in self._saved:
                     if n != 1:
-                        lib.set_num_threads(1)
+                        setter(1)
             self._depth += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._depth -= 1
             if self._depth == 0:
-                for lib, n in self._saved:
+                for setter, n in self._saved:
                     if n != 1:
-                        lib.set_num_threads(n)
+                        setter(n)
+
+
+def _find_numba_blas():
+    """Thread-count getters and setters of the BLAS that Numba's np.dot and our GEMMs use:
+    the one SciPy ships (scipy.linalg.cython_blas), else every BLAS in the process."""
+    import ctypes
+
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS)
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return []
+    libs = ThreadpoolController().select(user_api="blas").lib_controllers
+    scipy_root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__))) + os.sep + "scipy"
+    own = [lib for lib in libs if os.path.abspath(lib.filepath).startswith(scipy_root)]
+    found = []
+    for lib in own or libs:
+        pair = None
+        if lib.internal_api == "openblas":
+            dll = ctypes.CDLL(lib.filepath)
+            for prefix in ("", "scipy_"):
+                for suffix in ("", "64_", "_64"):
+                    get = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
+                    put = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
+                    if get is not None and put is not None and pair is None:
+                        put.argtypes = [ctypes.c_int]
+                        pair = (get, put)
+        found.append(pair or (lambda lib=lib: lib.num_threads, lib.set_num_threads))
+    return found
 
 
 _single_threaded_blas = _SingleThreadedBlas()
 
 
 def _run_parallel(name, args):
-    """Run a parallel kernel, or its serial twin (the same chunks, so the same result)
-    where a parallel launch is unsafe or pointless."""
+    """Run a parallel kernel, or its serial twin where a parallel launch is unsafe or
+    pointless. The twin runs the same chunks in the same order (and the BLAS path's
+    blocks with single-threaded BLAS either way), so the result is bitwise the same."""
+    if name == "blas_parallel":
+        with _single_threaded_blas:
+            return _run_parallel_kernel(name, args)
+    return _run_parallel_kernel(name, args)
+
+
+def _run_parallel_kernel(name, args):
     serial = name.replace("_parallel", "_serial")
     if _threads == 1 or (_forked and _FORK_UNSAFE):
         return kernel(serial)(*args)
@@ -189,9 +227,6 @@ def _run_parallel(name, args):
     try:
         if numba.get_num_threads() != _threads:
             numba.set_num_threads(_threads)  # Numba's count is per calling thread
-        if name == "blas_parallel":
-            with _single_threaded_blas:
-                return kernel(name)(*args)
         return kernel(name)(*args)
     finally:
         if _workqueue_lock is not None:
@@ -208,9 +243,18 @@ def _workspace(n, dtype):
     page faults, in a training loop); it grows to the largest call seen."""
     ws = _local.__dict__.get(dtype)
     if ws is None or ws.shape[0] < n:
-        ws = np.empty(max(n, 1024), dtype)
-        _local.__dict__[dtype] = ws
+        ws = _local.__dict__[dtype] = _aligned_empty(max(n, 1024), dtype)
     return ws[:n]
+
+
+def _aligned_empty(n, dtype, alignment=64):
+    """np.empty(n, dtype) starting on an ``alignment``-byte boundary. BLAS kernels may take
+    different paths for differently aligned operands; a fixed alignment keeps the BLAS
+    path's results identical from call to call and thread to thread."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(n + alignment // itemsize, dtype)
+    start = (-raw.ctypes.data % alignment) // itemsize
+    return raw[start : start + n]
 
 
 def _chunk_costs(n):
@@ -234,15 +278,13 @@ def _chunked(path, data, labels, params, Dx, H, Dy, grad):
     # blas: one block per thread, as many as the accumulator budget allows
     R = blas_chunk_rows(Dx, H, Dy)
     blocks = max(1, min(_threads, -(-n // R), BLAS_ACCUMULATOR_BYTES // (P * grad.itemsize)))
-    if _forked and _FORK_UNSAFE:
-        blocks = 1
     per_block = max(1, -(-n // blocks))
     R = min(R, per_block)
     stride = P + wide.scratch_size(Dx, H, Dy, R)
     args = (data, labels, params, Dx, H, Dy, R, per_block, _workspace(blocks * stride, grad.dtype),
             _chunk_costs(blocks), grad)
-    if blocks == 1:
-        return kernel("blas_serial")(*args)  # BLAS keeps its own threads
+    if blocks == 1 and _threads > 1:
+        return kernel("blas_serial")(*args)  # one block: BLAS parallelizes each product
     return _run_parallel("blas_parallel", args)
 
 

@@ -1,0 +1,66 @@
+"""Many Python threads at once, and processes made by fork and spawn."""
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import twolayer
+from twolayer import fast
+
+from oracle import random_problem
+
+# One problem per kernel path, including both parallel ones.
+CASES = [((10, 5, 10), 1), ((10, 5, 10), 37), ((10, 5, 10), 3000), ((50, 100, 5), 700), ((7, 3, 2), 5)]
+
+
+def _problems():
+    rng = np.random.default_rng(99)
+    return [(dims, *random_problem(rng, n, dims)) for dims, n in CASES]
+
+
+def test_paths_covered():
+    assert {fast.choose_path(n, *dims) for dims, n in CASES} == {"row", "tile", "narrow", "blas"}
+
+
+def test_eight_threads_thousands_of_calls_match_serial_results():
+    problems = _problems()
+    expected = [twolayer.forward_backward_prop(d, y, p, dims, backend="numba") for dims, d, y, p in problems]
+    failures = []
+
+    def worker(seed):
+        order = np.random.default_rng(seed).integers(0, len(problems), size=300)
+        for i in order:
+            dims, d, y, p = problems[i]
+            cost, grad = twolayer.forward_backward_prop(d, y, p, dims, backend="numba")
+            if cost != expected[i][0] or not np.array_equal(grad, expected[i][1]):
+                failures.append((seed, i))
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "deadlock: a thread did not finish"
+    assert failures == []
+
+
+def _child_call(i):
+    dims, d, y, p = _problems()[i]
+    cost, grad = twolayer.forward_backward_prop(d, y, p, dims, backend="numba")
+    return cost, grad.tobytes()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_children_after_the_parallel_kernel_finish_with_the_same_answers(method):
+    problems = _problems()
+    # The parent runs both parallel kernels first: a forked child inherits their thread pool.
+    expected = [_child_call(i) for i in range(len(problems))]
+    assert fast.choose_path(3000, 10, 5, 10) == "narrow" and fast.choose_path(700, 50, 100, 5) == "blas"
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(2) as pool:
+        result = pool.map_async(_child_call, list(range(len(problems))) * 2)
+        got = result.get(timeout=600)
+    for i, (cost, grad) in enumerate(got):
+        assert cost == expected[i % len(problems)][0]
+        assert grad == expected[i % len(problems)][1]
