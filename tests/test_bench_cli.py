@@ -1,0 +1,73 @@
+"""`twolayer bench`, `report` and `gate` end to end, on a tiny grid (no timing asserted)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from twolayer import peers
+
+
+def twolayer_cli(*args):
+    return subprocess.run([sys.executable, "-m", "twolayer", *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def run_json(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "run.json"
+    result = twolayer_cli("bench", "--shapes", "cs224n", "sentiment", "--batch-sizes", "1", "300",
+                          "--dtypes", "float64", "float32", "--backends", "numba", "--budget", "0.01",
+                          "--json", str(path), "--plot", str(path.with_suffix(".png")))
+    assert result.returncode == 0, result.stderr
+    assert "numba threading layer" in result.stdout and "gemm peak" in result.stdout
+    assert "numba speedup" in result.stdout
+    return path
+
+
+def test_bench_writes_one_record_per_measurement(run_json):
+    doc = json.loads(run_json.read_text())
+    records = doc["records"]
+    assert len(records) == 2 * 2 * 2 * 2  # shapes x batch sizes x dtypes x (numpy, numba)
+    for r in records:
+        assert r["samples_per_s"] > 0 and r["seconds"] > 0 and 0 < r["peak_fraction"]
+        assert r["speedup"] == pytest.approx(1.0) if r["backend"] == "numpy" else r["speedup"] > 0
+    assert os.path.getsize(run_json.with_suffix(".png")) > 10_000
+    assert os.path.getsize(str(run_json.with_suffix("")) + "-speedup.png") > 10_000
+
+
+def test_report_reprints_the_table(run_json):
+    result = twolayer_cli("report", str(run_json))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("cs224n") == 4 and "sentiment" in result.stdout
+
+
+def test_gate_passes_on_itself_and_fails_on_a_regression(run_json, tmp_path):
+    assert twolayer_cli("gate", str(run_json), str(run_json)).returncode == 0
+    doc = json.loads(run_json.read_text())
+    for r in doc["records"]:
+        if r["backend"] == "numba" and r["n"] == 300 and r["shape"] == "cs224n" and r["dtype"] == "float64":
+            r["speedup"] *= 0.5  # this point got twice as slow, relative to numpy
+    slower = tmp_path / "slower.json"
+    slower.write_text(json.dumps(doc))
+    result = twolayer_cli("gate", str(run_json), str(slower), "--tolerance", "0.2")
+    assert result.returncode == 1
+    assert "FAIL cs224n    N=300" in result.stdout and "FAILED" in result.stdout
+
+
+def test_a_missing_peer_is_named_with_its_install_command():
+    missing = [p for p in peers.PEERS if p not in peers.available()]
+    for name in missing:
+        result = twolayer_cli("bench", "--backends", name, "--shapes", "cs224n", "--batch-sizes", "1")
+        assert result.returncode == 2
+        assert f"the {name} peer is not installed; install it with: {peers.INSTALL[name]}" in result.stderr
+    for name in peers.available():  # installed peers compute the same function
+        import numpy as np
+
+        from twolayer.benchmark import make_call, make_problem
+        from twolayer.layout import SHAPES
+
+        data, labels, params = make_problem(SHAPES["cs224n"], 20, "float64")
+        c0, g0 = make_call("numpy", SHAPES["cs224n"], "float64")(data, labels, params)
+        c1, g1 = make_call(name, SHAPES["cs224n"], "float64")(data, labels, params)
+        assert abs(c0 - c1) < 1e-9 * c0 and np.allclose(g0, g1, rtol=1e-9, atol=1e-12)
