@@ -106,4 +106,8 @@ def forward_backward_prop(data, labels, params, dimensions, *, backend=None, out
     data, labels, params, dims = check_inputs(data, labels, params, dimensions)
     if out is not None:
         check_out(out, params.shape[0], params.dtype, (data, labels, params))
-    return _compute_function(backend)(data, labels, params, dims, out)
+    try:
+        compute = _loaded[backend]
+    except (KeyError, TypeError):  # first use of this backend, or an unhashable name
+        compute = _load(backend)
+    return compute(data, labels, params, dims, out)

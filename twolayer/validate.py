@@ -92,8 +92,11 @@ def check_inputs(data, labels, params, dimensions):
         labels = _as_ndarray(labels, "labels")
         params = _as_ndarray(params, "params")
     dshape, lshape, pshape = data.shape, labels.shape, params.shape
+    length = _lengths.get(dims)
+    if length is None:
+        length = _params_length(dims)
     if (len(dshape) != 2 or len(lshape) != 2 or len(pshape) != 1 or dshape[1] != dims[0]
-            or lshape[0] != dshape[0] or lshape[1] != dims[2] or pshape[0] != _params_length(dims)):
+            or lshape[0] != dshape[0] or lshape[1] != dims[2] or pshape[0] != length):
         _explain_shapes(data, labels, params, dims)
     dt = data.dtype
     if dt is not labels.dtype or dt is not params.dtype or (dt is not _F64 and dt is not _F32):
