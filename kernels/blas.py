@@ -20,7 +20,7 @@ _xxgemm = types.ExternalFunction(
 _N, _T = ord("n"), ord("t")
 
 
-@njit(cache=True, nogil=True)
+@njit(nogil=True)
 def gemm(a, trans_a, b, trans_b, c, beta):
     """c = op(a) @ op(b) + beta * c, all C-contiguous 2-D arrays of one float dtype.
 

@@ -9,7 +9,12 @@ from ..layout import param_offsets
 # multiply-adds. error_model="numpy": x / 0 is inf, not a Python exception (whose check
 # stops loops from vectorizing). nogil: Python threads may call kernels concurrently.
 FASTMATH = {"contract", "reassoc", "arcp", "nsz"}
-JIT = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
+# Only the entry kernels (the ones twolayer.fast calls) are cached. A helper loaded from
+# the cache is object code that its caller cannot inline, so a caller compiled next to
+# cached helpers differs, at the last bit, from one compiled with fresh helpers: results
+# would then depend on the state of the cache. Uncached helpers are always fresh IR.
+ENTRY = dict(JIT, cache=True)
 
 # The layout's one definition (twolayer/layout.py), compiled for use inside kernels.
 _offsets = njit(param_offsets)

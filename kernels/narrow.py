@@ -9,14 +9,16 @@ chunk order: the result does not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, chunk_workspace, param_views, reduce_chunks
+from .common import ENTRY, JIT, chunk_workspace, param_views, reduce_chunks
 from .mathfn import vexp, vlog
 
 
-@njit(**JIT)
 def scratch_size(Dx, H, Dy, T):
     """Elements of tile scratch: xT, yT, zT, hT, dT and four row vectors."""
     return (Dx + 2 * Dy + 2 * H + 4) * T
+
+
+_scratch_size = njit(scratch_size)
 
 
 @njit(**JIT)
@@ -169,7 +171,7 @@ def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, 
     return cost
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def tile_forward_backward(data, labels, params, Dx, H, Dy, grad):
     """A small batch as one tile of T = N rounded up to 8 rows, no threads.
 
@@ -177,7 +179,7 @@ def tile_forward_backward(data, labels, params, Dx, H, Dy, grad):
     """
     grad[:] = 0
     T = max(8, (data.shape[0] + 7) // 8 * 8)
-    ws = np.empty(scratch_size(Dx, H, Dy, T), data.dtype)
+    ws = np.empty(_scratch_size(Dx, H, Dy, T), data.dtype)
     return tiles_forward_backward(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)
 
 
@@ -191,7 +193,7 @@ def _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, gra
     costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def narrow_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
@@ -203,7 +205,7 @@ def narrow_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs,
     return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
 
 
-@njit(parallel=True, **JIT)
+@njit(parallel=True, **ENTRY)
 def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
     """The chunks of narrow_serial spread over Numba's threads: bitwise the same result."""
     for c in prange(costs.shape[0]):

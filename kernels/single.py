@@ -6,7 +6,7 @@ the arithmetic; here the time goes to the call itself and H + Dy exps per row.
 import numpy as np
 from numba import njit
 
-from .common import JIT, param_views
+from .common import ENTRY, JIT, param_views
 from .mathfn import vexp, vlog
 
 
@@ -61,7 +61,7 @@ def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2):
     return cost
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def rows_forward_backward(data, labels, params, Dx, H, Dy, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost."""
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)

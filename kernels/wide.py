@@ -13,11 +13,10 @@ gradients accumulate inside the GEMM (beta = 1 after a block's first chunk).
 from numba import njit, prange
 
 from .blas import gemm
-from .common import JIT, chunk_workspace, param_views, reduce_chunks
+from .common import ENTRY, JIT, chunk_workspace, param_views, reduce_chunks
 from .mathfn import vexp, vlog
 
 
-@njit(**JIT)
 def scratch_size(Dx, H, Dy, R):
     """Elements of chunk scratch: h and d (R, H), z (R, Dy)."""
     return R * (2 * H + Dy)
@@ -126,7 +125,7 @@ def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, gra
     costs[b] = chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, acc)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
@@ -139,7 +138,7 @@ def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, g
     return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
 
 
-@njit(parallel=True, **JIT)
+@njit(parallel=True, **ENTRY)
 def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
     """The blocks of wide_serial, one per Numba thread (the caller limits BLAS to one thread)."""
     for b in prange(costs.shape[0]):

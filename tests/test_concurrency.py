@@ -62,5 +62,12 @@ def test_children_after_the_parallel_kernel_finish_with_the_same_answers(method)
         result = pool.map_async(_child_call, list(range(len(problems))) * 2)
         got = result.get(timeout=600)
     for i, (cost, grad) in enumerate(got):
-        assert cost == expected[i % len(problems)][0]
-        assert grad == expected[i % len(problems)][1]
+        want_cost, want_grad = expected[i % len(problems)]
+        if method == "fork":  # the child runs the parent's compiled code: bitwise the same
+            assert (cost, grad) == (want_cost, want_grad), CASES[i % len(problems)]
+        else:
+            # A spawned child loads the kernels from the cache; code compiled in this
+            # process, when the cache was cold, may round differently in the last bit.
+            got_grad, want = np.frombuffer(grad), np.frombuffer(want_grad)
+            assert abs(cost - want_cost) <= 1e-14 * abs(want_cost)
+            assert np.max(np.abs(got_grad - want)) <= 1e-14 * np.max(np.abs(want))
