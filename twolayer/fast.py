@@ -299,10 +299,15 @@ def _compute(path, data, labels, params, dims, grad):
 def forward_backward(data, labels, params, dims, out=None, path=None):
     """Cost and gradient with validated inputs (see twolayer.api); ``path`` forces a kernel."""
     grad = np.empty(params.shape[0], params.dtype) if out is None else out
+    Dx, H, Dy = dims
     if path is None:
-        path = choose_path(data.shape[0], dims[0], dims[1], dims[2])
+        path = choose_path(data.shape[0], Dx, H, Dy)
     try:
-        cost = _compute(path, data, labels, params, dims, grad)
+        k = _compiled.get(path)  # row and tile: called directly, the hot path of tiny batches
+        if k is not None:
+            cost = k(data, labels, params, Dx, H, Dy, grad)
+        else:
+            cost = _compute(path, data, labels, params, dims, grad)
     except TypeError:
         # The kernels are compiled for C-contiguous arrays only; anything else is copied once.
         if data.flags.c_contiguous and labels.flags.c_contiguous and params.flags.c_contiguous:
