@@ -19,48 +19,26 @@ from numba.extending import intrinsic, overload
 EXACT = {"contract"}
 
 
-@intrinsic
-def _f64_from_bits(typingctx, bits):
-    if bits != types.int64:
-        return None
+def _bitcast(src, dst, llvm_type):
+    """An intrinsic reinterpreting the bits of a ``src`` scalar as a ``dst`` scalar."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+    @intrinsic
+    def bitcast(typingctx, x):
+        if x != src:
+            return None
 
-    return types.float64(types.int64), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
 
+        return dst(src), codegen
 
-@intrinsic
-def _bits_from_f64(typingctx, x):
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
+    return bitcast
 
 
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    if bits != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _bits_from_f32(typingctx, x):
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
+_f64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())
+_bits_from_f64 = _bitcast(types.float64, types.int64, ir.IntType(64))
+_f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())
+_bits_from_f32 = _bitcast(types.float32, types.int32, ir.IntType(32))
 
 
 LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 32 bits zero: k * LN2_HI is exact

@@ -79,45 +79,42 @@ def plot(path, out_png, speedup_png=None):
         fig.suptitle(title)
         return fig, [ax for row in axes for ax in row]
 
-    fig, axes = panels("throughput against batch size (roofline: GEMM peak of this machine)")
-    for ax, shape in zip(axes, shapes):
-        mine = [r for r in records if r.shape == shape]
+    def lines(ax, mine, value):
+        """One line per (backend, dtype) of ``value(record)`` against N."""
         for backend in dict.fromkeys(r.backend for r in mine):
             for dtype in dict.fromkeys(r.dtype for r in mine):
-                pts = sorted((r.n, r.samples_per_s) for r in mine if r.backend == backend and r.dtype == dtype)
+                pts = sorted((r.n, value(r)) for r in mine if r.backend == backend and r.dtype == dtype)
                 if pts:
                     ax.plot(*zip(*pts), styles.get(dtype, "-"), marker="o", ms=3, label=f"{backend} {dtype}")
-        for dtype in dict.fromkeys(r.dtype for r in mine):
-            peak = max((r.gflops / r.peak_fraction for r in mine if r.dtype == dtype and r.peak_fraction), default=0)
-            if peak:
-                ns = sorted({r.n for r in mine})
-                roof = peak * 1e9 / flop_count(1, SHAPES[shape])
-                ax.plot([ns[0], ns[-1]], [roof, roof], styles.get(dtype, "-"), color="gray", lw=1,
-                        label=f"GEMM peak {dtype}")
-        ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="samples/s", title=f"{shape} {SHAPES[shape]}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in axes[len(shapes):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
 
-    if speedup_png:
-        fig, axes = panels("speedup over the NumPy backend, same run")
+    def finish(fig, axes, ylabel, out):
         for ax, shape in zip(axes, shapes):
-            mine = [r for r in records if r.shape == shape and r.speedup and r.backend != "numpy"]
-            for backend in dict.fromkeys(r.backend for r in mine):
-                for dtype in dict.fromkeys(r.dtype for r in mine):
-                    pts = sorted((r.n, r.speedup) for r in mine if r.backend == backend and r.dtype == dtype)
-                    if pts:
-                        ax.plot(*zip(*pts), styles.get(dtype, "-"), marker="o", ms=3, label=f"{backend} {dtype}")
-            ax.axhline(1, color="gray", lw=1)
-            ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="x NumPy", title=f"{shape} {SHAPES[shape]}")
+            ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel=ylabel, title=f"{shape} {SHAPES[shape]}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
         for ax in axes[len(shapes):]:
             ax.set_visible(False)
         fig.tight_layout()
-        fig.savefig(speedup_png, dpi=110)
+        fig.savefig(out, dpi=110)
         plt.close(fig)
+
+    fig, axes = panels("throughput against batch size (roofline: GEMM peak of this machine)")
+    for ax, shape in zip(axes, shapes):
+        mine = [r for r in records if r.shape == shape]
+        lines(ax, mine, lambda r: r.samples_per_s)
+        ns = sorted({r.n for r in mine})
+        for dtype in dict.fromkeys(r.dtype for r in mine):
+            peak = max((r.gflops / r.peak_fraction for r in mine if r.dtype == dtype and r.peak_fraction), default=0)
+            if peak:
+                roof = peak * 1e9 / flop_count(1, SHAPES[shape])  # samples/s at the GEMM peak
+                ax.plot([ns[0], ns[-1]], [roof, roof], styles.get(dtype, "-"), color="gray", lw=1,
+                        label=f"GEMM peak {dtype}")
+    finish(fig, axes, "samples/s", out_png)
+
+    if speedup_png:
+        fig, axes = panels("speedup over the NumPy backend, same run")
+        for ax, shape in zip(axes, shapes):
+            lines(ax, [r for r in records if r.shape == shape and r.speedup and r.backend != "numpy"],
+                  lambda r: r.speedup)
+            ax.axhline(1, color="gray", lw=1)
+        finish(fig, axes, "x NumPy", speedup_png)
