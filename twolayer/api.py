@@ -49,10 +49,9 @@ def default_backend():
 
 def _compute_function(backend):
     try:
-        fn = _loaded.get(backend)
-    except TypeError:  # unhashable: let _load explain
-        fn = None
-    return fn if fn is not None else _load(backend)
+        return _loaded[backend]
+    except (KeyError, TypeError):  # first use of this backend, or an unhashable name
+        return _load(backend)
 
 
 def resolve_backend(backend=None):
@@ -106,8 +105,8 @@ def forward_backward_prop(data, labels, params, dimensions, *, backend=None, out
     data, labels, params, dims = check_inputs(data, labels, params, dimensions)
     if out is not None:
         check_out(out, params.shape[0], params.dtype, (data, labels, params))
-    try:
+    try:  # _compute_function, inlined: this runs on every call
         compute = _loaded[backend]
-    except (KeyError, TypeError):  # first use of this backend, or an unhashable name
+    except (KeyError, TypeError):
         compute = _load(backend)
     return compute(data, labels, params, dims, out)
