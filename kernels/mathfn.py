@@ -41,6 +41,15 @@ _f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())
 _bits_from_f32 = _bitcast(types.float32, types.int32, ir.IntType(32))
 
 
+@njit(fastmath=EXACT, error_model="numpy")
+def horner(c, x):
+    """c[0] + c[1] x + ... + c[n] x^n for a tuple of constants c (the loop unrolls)."""
+    p = c[len(c) - 1]
+    for i in range(len(c) - 2, -1, -1):
+        p = p * x + c[i]
+    return p
+
+
 LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 32 bits zero: k * LN2_HI is exact
 LN2_LO = 1.90821492927058770002e-10
 LOG2E = 1.4426950408889634
@@ -59,19 +68,7 @@ def exp64(x):
     xc = min(max(x, -746.0), 710.0)  # past these exp is 0 or inf anyway; keeps k in int range
     k = np.floor(xc * LOG2E + 0.5)
     r = (xc - k * LN2_HI) - k * LN2_LO
-    c = _EXP64
-    p = c[11]
-    p = p * r + c[10]
-    p = p * r + c[9]
-    p = p * r + c[8]
-    p = p * r + c[7]
-    p = p * r + c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
-    p = p * r + c[1]
-    p = p * r + c[0]
+    p = horner(_EXP64, r)
     # 2**k as two factors, so that k down to -1076 (subnormal results) and up to 1024
     # (overflow to inf) need no special case.
     ki = np.int64(k)
@@ -99,14 +96,7 @@ def exp32(x):
     xc = min(max(x, _F32_LO), _F32_HI)
     k = np.floor(xc * _LOG2E_F32 + _HALF32)
     r = (xc - k * _LN2_F32_HI) - k * _LN2_F32_LO
-    c = _EXP32
-    p = c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
-    p = p * r + c[1]
-    p = p * r + c[0]
+    p = horner(_EXP32, r)
     # Numba widens int32 arithmetic to int64: narrow explicitly before the bitcast.
     ki = np.int32(k)
     k1 = ki >> 1
@@ -118,6 +108,8 @@ def exp32(x):
 
 _SQRT2 = math.sqrt(2.0)
 LN2 = math.log(2.0)
+# 1/(2n+1), n = 0..10: |f| <= 0.1716, so the series' remainder is below 1e-17.
+_LOG64 = tuple(1.0 / (2 * n + 1) for n in range(11))
 
 
 @njit(fastmath=EXACT, error_model="numpy")
@@ -135,18 +127,7 @@ def log64(x):
     e = e + 1 if big else e
     f = (m - 1.0) / (m + 1.0)
     f2 = f * f
-    # 2 atanh(f) = 2 (f + f^3/3 + ...); |f| <= 0.1716, so 11 terms leave < 1e-17
-    s = 1.0 / 21.0
-    s = s * f2 + 1.0 / 19.0
-    s = s * f2 + 1.0 / 17.0
-    s = s * f2 + 1.0 / 15.0
-    s = s * f2 + 1.0 / 13.0
-    s = s * f2 + 1.0 / 11.0
-    s = s * f2 + 1.0 / 9.0
-    s = s * f2 + 1.0 / 7.0
-    s = s * f2 + 1.0 / 5.0
-    s = s * f2 + 1.0 / 3.0
-    s = s * f2 + 1.0
+    s = horner(_LOG64, f2)  # 2 atanh(f) = 2 f (1 + f^2/3 + f^4/5 + ...)
     y = e * LN2_HI + (2.0 * f * s + e * LN2_LO)
     return y if x < math.inf else x  # NaN and inf pass through
 
@@ -167,12 +148,7 @@ def log32(x):
     e = e + 1 if big else e
     f = (m - _ONE32) / (m + _ONE32)
     f2 = f * f
-    c = _LOG_F32
-    s = c[4]
-    s = s * f2 + c[3]
-    s = s * f2 + c[2]
-    s = s * f2 + c[1]
-    s = s * f2 + c[0]
+    s = horner(_LOG_F32, f2)
     ef = np.float32(e)
     y = ef * _LN2_F32_HI + (_TWO32 * f * s + ef * _LN2_F32_LO)
     return y if x < np.float32(math.inf) else x

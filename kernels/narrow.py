@@ -32,17 +32,24 @@ def pack_tile(src, r0, n, dst):
 
 
 @njit(**JIT)
+def affine_forward(srcT, W, b, col, out):
+    # srcT (K, T), W (K, M), b (M,) -> out (T,) = W[:, col]^T srcT + b[col]: one output
+    # feature for the T rows of a tile
+    out[:] = b[col]
+    for i in range(srcT.shape[0]):
+        w = W[i, col]
+        src = srcT[i]
+        for t in range(out.shape[0]):
+            out[t] += w * src[t]
+
+
+@njit(**JIT)
 def hidden_forward(xT, W1, b1, hT):
     # xT (Dx, T), W1 (Dx, H), b1 (H,) -> hT (H, T) = sigmoid(W1^T xT + b1)
     one = hT.dtype.type(1.0)
     for j in range(hT.shape[0]):
         h = hT[j]
-        h[:] = b1[j]
-        for i in range(xT.shape[0]):
-            w = W1[i, j]
-            x = xT[i]
-            for t in range(h.shape[0]):
-                h[t] += w * x[t]
+        affine_forward(xT, W1, b1, j, h)
         for t in range(h.shape[0]):
             h[t] = one / (one + vexp(-h[t]))
 
@@ -54,13 +61,7 @@ def output_forward(hT, W2, b2, yT, zT, rows):
     T = zT.shape[1]
     zmax, sumexp, ysum, yshift = rows[0], rows[1], rows[2], rows[3]
     for k in range(zT.shape[0]):
-        z = zT[k]
-        z[:] = b2[k]
-        for j in range(hT.shape[0]):
-            w = W2[j, k]
-            h = hT[j]
-            for t in range(T):
-                z[t] += w * h[t]
+        affine_forward(hT, W2, b2, k, zT[k])
     zmax[:] = zT[0]
     for k in range(1, zT.shape[0]):
         z = zT[k]

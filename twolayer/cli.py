@@ -46,8 +46,6 @@ def _print_info(info, out=sys.stdout):
 
 
 def cmd_bench(args):
-    from .benchmark import DEFAULT_BATCH_SIZES, format_table, sweep
-
     backends = args.backends or [*available_backends()[::-1], *peers.available()]
     for name in backends:
         if name in peers.PEERS:
@@ -67,6 +65,16 @@ def cmd_bench(args):
             limits = threadpool_limits(args.threads)
         except ImportError:
             pass
+    try:
+        return _bench(args, backends)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _bench(args, backends):
+    from .benchmark import DEFAULT_BATCH_SIZES, format_table, sweep
+
     info = describe()
     info["gemm peak"] = ", ".join(f"{dt} {gemm_peak(dt):.1f} GFLOP/s" for dt in args.dtypes)
     _print_info(info)
@@ -81,17 +89,11 @@ def cmd_bench(args):
             json.dump({"machine": info, "records": [r.as_dict() for r in records]}, f, indent=1, default=str)
         print(f"\nwrote {args.json}")
     if args.plot:
-        from .report import plot
+        from .report import plot_records
 
         speedup_png = args.plot.rsplit(".", 1)[0] + "-speedup.png"
-        tmp = args.json or args.plot + ".json"
-        if not args.json:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump([r.as_dict() for r in records], f, default=str)
-        plot(tmp, args.plot, speedup_png)
+        plot_records(records, args.plot, speedup_png)
         print(f"wrote {args.plot} and {speedup_png}")
-    if limits is not None:
-        limits.restore_original_limits()
     return 0
 
 

@@ -193,15 +193,14 @@ def _find_numba_blas():
     found = []
     for lib in own or libs:
         pair = None
-        if lib.internal_api == "openblas":
+        if lib.internal_api == "openblas":  # symbol names vary with the build: probe them
             dll = ctypes.CDLL(lib.filepath)
-            for prefix in ("", "scipy_"):
-                for suffix in ("", "64_", "_64"):
-                    get = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
-                    put = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
-                    if get is not None and put is not None and pair is None:
-                        put.argtypes = [ctypes.c_int]
-                        pair = (get, put)
+            affixes = [(p, s) for p in ("", "scipy_") for s in ("", "64_", "_64")
+                       if hasattr(dll, f"{p}openblas_set_num_threads{s}")]
+            if affixes:
+                p, s = affixes[0]
+                pair = (getattr(dll, f"{p}openblas_get_num_threads{s}"), getattr(dll, f"{p}openblas_set_num_threads{s}"))
+                pair[1].argtypes = [ctypes.c_int]
         found.append(pair or (lambda lib=lib: lib.num_threads, lib.set_num_threads))
     return found
 
@@ -292,8 +291,7 @@ def _chunked(path, data, labels, params, Dx, H, Dy, grad):
 def _compute(path, data, labels, params, dims, grad):
     Dx, H, Dy = dims
     if path == "row" or path == "tile":
-        k = _compiled.get(path)
-        return (k if k is not None else kernel(path))(data, labels, params, Dx, H, Dy, grad)
+        return kernel(path)(data, labels, params, Dx, H, Dy, grad)
     return _chunked(path, data, labels, params, Dx, H, Dy, grad)
 
 
@@ -304,7 +302,7 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
     if path is None:
         path = choose_path(data.shape[0], Dx, H, Dy)
     try:
-        k = _compiled.get(path)  # row and tile: called directly, the hot path of tiny batches
+        k = _compiled.get(path)  # compiled row or tile: called directly (the tiny-batch hot path)
         if k is not None:
             cost = k(data, labels, params, Dx, H, Dy, grad)
         else:

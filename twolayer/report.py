@@ -58,6 +58,11 @@ def gate(baseline_path, current_path, tolerance=0.15):
 
 
 def plot(path, out_png, speedup_png=None):
+    """The figures of ``plot_records`` for the saved run at ``path``."""
+    plot_records(load(path), out_png, speedup_png)
+
+
+def plot_records(records, out_png, speedup_png=None):
     """samples/s against N (log-log), a panel per shape, a line per backend and dtype,
     with the GEMM-peak roofline; and, if asked, the speedup over numpy as a second figure."""
     try:
@@ -68,7 +73,6 @@ def plot(path, out_png, speedup_png=None):
     except ImportError as err:
         raise ImportError("plots need matplotlib: pip install 'twolayer[plot]'") from err
 
-    records = load(path)
     shapes = [s for s in SHAPES if any(r.shape == s for r in records)]
     styles = {"float64": "-", "float32": "--"}
 
