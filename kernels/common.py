@@ -1,8 +1,13 @@
-"""What every kernel shares: compiler flags, the parameter views, chunked workspaces
-and the fixed-order reduction of per-chunk results."""
-from numba import njit
+"""What every kernel shares: compiler flags, the parameter views, one row's softmax and
+cross-entropy, chunked workspaces and the fixed-order reduction of per-chunk results."""
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
-from ..layout import param_offsets
+from .. import layout
+from .mathfn import vexp, vlog
 
 # fastmath without 'nnan'/'ninf': NaN and inf keep their IEEE meaning (a NaN input must
 # never come out as a finite cost); 'reassoc' lets reductions vectorize, 'contract' fuses
@@ -16,20 +21,72 @@ JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
 # would then depend on the state of the cache. Uncached helpers are always fresh IR.
 ENTRY = dict(JIT, cache=True)
 
+@intrinsic
+def _matrix_view(typingctx, flat, rows, cols):
+    """(rows, cols) C-contiguous view of a 1-D C-contiguous array, unchecked."""
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+
+    def codegen(context, builder, sig, args):
+        src = make_array(sig.args[0])(context, builder, args[0])
+        dst = make_array(sig.return_type)(context, builder)
+        r = context.cast(builder, args[1], sig.args[1], types.intp)
+        c = context.cast(builder, args[2], sig.args[2], types.intp)
+        populate_array(
+            dst, data=src.data, shape=cgutils.pack_array(builder, [r, c]),
+            strides=cgutils.pack_array(builder, [builder.mul(c, src.itemsize), src.itemsize]),
+            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
+        )
+        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
+
+    return flat.copy(ndim=2, layout="C")(flat, rows, cols), codegen
+
+
+@njit(**JIT)
+def matrix(flat, rows, cols):
+    """flat (rows * cols,) as a (rows, cols) view: what flat.reshape does, without the
+    general reshape's helper call (~50 ns, which the tiny batches pay many times)."""
+    if rows < 0 or cols < 0 or rows * cols != flat.shape[0]:
+        raise ValueError("matrix: flat has the wrong size")
+    return _matrix_view(flat, rows, cols)
+
+
 # The layout's one definition (twolayer/layout.py), compiled for use inside kernels.
-_offsets = njit(param_offsets)
+param_offsets = njit(layout.param_offsets)
 
 
 @njit(**JIT)
 def param_views(params, Dx, H, Dy):
     """W1 (Dx, H), b1 (H,), W2 (H, Dy), b2 (Dy,) as views of the flat params (P,)."""
-    o_W1, o_b1, o_W2, o_b2, end = _offsets(Dx, H, Dy)
+    o_W1, o_b1, o_W2, o_b2, end = param_offsets(Dx, H, Dy)
     return (
-        params[o_W1:o_b1].reshape((Dx, H)),
+        matrix(params[o_W1:o_b1], Dx, H),
         params[o_b1:o_W2],
-        params[o_W2:o_b2].reshape((H, Dy)),
+        matrix(params[o_W2:o_b2], H, Dy),
         params[o_b2:end],
     )
+
+
+@njit(**JIT)
+def softmax_xent_row(z, y):
+    # z (Dy,) logits, y (Dy,) labels -> returns the row's cost; z becomes d1 = yhat * sum(y) - y
+    zmax = z[0]
+    for k in range(1, z.shape[0]):
+        zmax = max(zmax, z[k])
+    sumexp = z.dtype.type(0.0)
+    ysum = z.dtype.type(0.0)
+    yshift = z.dtype.type(0.0)
+    for k in range(z.shape[0]):
+        s = z[k] - zmax
+        ysum += y[k]
+        yshift += y[k] * s
+        e = vexp(s)
+        sumexp += e
+        z[k] = e
+    scale = ysum / sumexp
+    for k in range(z.shape[0]):
+        z[k] = z[k] * scale - y[k]
+    return ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k); see narrow.output_forward
 
 
 # A chunked kernel gets one flat workspace ws, cut into equal regions, one per chunk:

@@ -9,7 +9,7 @@ chunk order: the result does not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import ENTRY, JIT, chunk_workspace, param_views, reduce_chunks
+from .common import ENTRY, JIT, chunk_workspace, matrix, param_views, reduce_chunks
 from .mathfn import vexp, vlog
 
 
@@ -149,17 +149,17 @@ def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, 
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
     o = 0
-    xT = scratch[o : o + Dx * T].reshape((Dx, T))
+    xT = matrix(scratch[o : o + Dx * T], Dx, T)
     o += Dx * T
-    yT = scratch[o : o + Dy * T].reshape((Dy, T))
+    yT = matrix(scratch[o : o + Dy * T], Dy, T)
     o += Dy * T
-    zT = scratch[o : o + Dy * T].reshape((Dy, T))
+    zT = matrix(scratch[o : o + Dy * T], Dy, T)
     o += Dy * T
-    hT = scratch[o : o + H * T].reshape((H, T))
+    hT = matrix(scratch[o : o + H * T], H, T)
     o += H * T
-    dT = scratch[o : o + H * T].reshape((H, T))
+    dT = matrix(scratch[o : o + H * T], H, T)
     o += H * T
-    rows = scratch[o : o + 4 * T].reshape((4, T))
+    rows = matrix(scratch[o : o + 4 * T], 4, T)
     cost = 0.0
     for t0 in range(r0, r1, T):
         n = min(T, r1 - t0)

@@ -13,8 +13,8 @@ gradients accumulate inside the GEMM (beta = 1 after a block's first chunk).
 from numba import njit, prange
 
 from .blas import gemm
-from .common import ENTRY, JIT, chunk_workspace, param_views, reduce_chunks
-from .mathfn import vexp, vlog
+from .common import ENTRY, JIT, chunk_workspace, matrix, param_views, reduce_chunks, softmax_xent_row
+from .mathfn import vexp
 
 
 def scratch_size(Dx, H, Dy, R):
@@ -30,28 +30,6 @@ def hidden_activation(Z, b1):
         z = Z[r]
         for j in range(Z.shape[1]):
             z[j] = one / (one + vexp(-(z[j] + b1[j])))
-
-
-@njit(**JIT)
-def softmax_xent_row(z, y):
-    # z (Dy,) logits, y (Dy,) labels -> returns the row's cost; z becomes d1 = yhat * sum(y) - y
-    zmax = z[0]
-    for k in range(1, z.shape[0]):
-        zmax = max(zmax, z[k])
-    sumexp = z.dtype.type(0.0)
-    ysum = z.dtype.type(0.0)
-    yshift = z.dtype.type(0.0)
-    for k in range(z.shape[0]):
-        s = z[k] - zmax
-        ysum += y[k]
-        yshift += y[k] * s
-        e = vexp(s)
-        sumexp += e
-        z[k] = e
-    scale = ysum / sumexp
-    for k in range(z.shape[0]):
-        z[k] = z[k] * scale - y[k]
-    return ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k), as in narrow.output_forward
 
 
 @njit(**JIT)
@@ -94,9 +72,9 @@ def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
     if r1 <= r0:
         gW1[:] = 0
         gW2[:] = 0
-    h_ws = scratch[: R * H].reshape((R, H))
-    d_ws = scratch[R * H : 2 * R * H].reshape((R, H))
-    z_ws = scratch[2 * R * H : R * (2 * H + Dy)].reshape((R, Dy))
+    h_ws = matrix(scratch[: R * H], R, H)
+    d_ws = matrix(scratch[R * H : 2 * R * H], R, H)
+    z_ws = matrix(scratch[2 * R * H : R * (2 * H + Dy)], R, Dy)
     cost = 0.0
     for c0 in range(r0, r1, R):
         c1 = min(c0 + R, r1)

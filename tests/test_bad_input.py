@@ -67,6 +67,22 @@ def test_dimensions_as_numpy_ints_and_list_are_fine(backend):
     assert a[0] == b[0] == c[0]
 
 
+def test_a_list_of_dimensions_is_checked_again_after_it_changes(backend):
+    # validate.check_inputs remembers the last dimensions TUPLE by identity; a list can
+    # change between calls and must be checked every time.
+    data, labels, params = good()
+    dims = list(DIMS)
+    for _ in range(2):
+        forward_backward_prop(data, labels, params, dims, backend=backend)
+    dims[1] = 0
+    with pytest.raises(ValueError, match="H"):
+        forward_backward_prop(data, labels, params, dims, backend=backend)
+    remembered = tuple(DIMS)
+    forward_backward_prop(data, labels, params, remembered, backend=backend)
+    with pytest.raises(ValueError, match="params"):
+        forward_backward_prop(data, labels, params[:-1], remembered, backend=backend)
+
+
 def test_unknown_backend_lists_the_known_ones():
     data, labels, params = good()
     with pytest.raises(ValueError, match=r"backend: expected one of 'auto', 'numba', 'numpy', got 'cuda'"):

@@ -26,7 +26,7 @@ def test_float32_in_float32_out(backend, rng, n):
     dims = (10, 5, 10)
     data, labels, params = random_problem(rng, n, dims, dtype=np.float32)
     cost, grad = forward_backward_prop(data, labels, params, dims, backend=backend)
-    assert grad.dtype == np.float32
+    assert type(cost) is float and grad.dtype == np.float32
     assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float32])
 
 

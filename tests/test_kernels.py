@@ -12,7 +12,7 @@ from numba import types
 
 import twolayer
 from twolayer import fast, param_count, unpack_params
-from twolayer.kernels.common import ENTRY, FASTMATH, JIT, param_views
+from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
 from oracle import assert_close_to_oracle, random_problem
@@ -56,6 +56,17 @@ def test_param_views_agree_with_the_layout():
     params = np.arange(param_count(dims), dtype=np.float64)
     for got, expected in zip(param_views(params, *dims), unpack_params(params, dims)):
         assert np.array_equal(got, expected)
+
+
+def test_matrix_view_shares_memory_and_checks_its_size():
+    flat = np.arange(12.0)
+    m = matrix(flat, 3, 4)
+    assert m.shape == (3, 4) and np.array_equal(m, flat.reshape(3, 4))
+    m[2, 1] = -1.0
+    assert flat[9] == -1.0
+    for rows, cols in [(3, 5), (2, 4), (-3, -4)]:
+        with pytest.raises(ValueError, match="wrong size"):
+            matrix(flat, rows, cols)
 
 
 def test_fastmath_keeps_nan_and_inf_semantics():

@@ -296,24 +296,30 @@ def _compute(path, data, labels, params, dims, grad):
 
 
 def forward_backward(data, labels, params, dims, out=None, path=None):
-    """Cost and gradient with validated inputs (see twolayer.api); ``path`` forces a kernel."""
-    grad = np.empty(params.shape[0], params.dtype) if out is None else out
+    """Cost and gradient with validated inputs (see twolayer.api); ``path`` forces a kernel.
+
+    Every entry kernel returns the cost as a float64, which Numba hands back as a Python
+    float. At N = 1 the whole call is a few microseconds, so the common case goes straight
+    to the compiled kernel.
+    """
+    grad = _empty(params.shape[0], params.dtype) if out is None else out
     Dx, H, Dy = dims
     if path is None:
         path = choose_path(data.shape[0], Dx, H, Dy)
+    k = _compiled.get(path)  # only "row" and "tile" name a kernel of their own
     try:
-        k = _compiled.get(path)  # compiled row or tile: called directly (the tiny-batch hot path)
         if k is not None:
-            cost = k(data, labels, params, Dx, H, Dy, grad)
-        else:
-            cost = _compute(path, data, labels, params, dims, grad)
+            return k(data, labels, params, Dx, H, Dy, grad), grad
+        return _compute(path, data, labels, params, dims, grad), grad
     except TypeError:
         # The kernels are compiled for C-contiguous arrays only; anything else is copied once.
         if data.flags.c_contiguous and labels.flags.c_contiguous and params.flags.c_contiguous:
             raise
         data, labels, params = (np.ascontiguousarray(a) for a in (data, labels, params))
-        cost = _compute(path, data, labels, params, dims, grad)
-    return float(cost), grad
+        return _compute(path, data, labels, params, dims, grad), grad
+
+
+_empty = np.empty
 
 
 def runtime_info():

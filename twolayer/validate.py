@@ -61,6 +61,9 @@ def compute_dtype(*dtypes):
 _ndarray = np.ndarray
 _F32, _F64 = COMPUTE_DTYPES
 _lengths = {}  # dimensions -> params length, memoized: this runs on every call
+# The last valid dimensions tuple seen, and its params length: callers in a loop pass the
+# same tuple object every time, and a tuple of ints cannot change.
+_last_dims = (None, 0)
 
 
 def _params_length(dims):
@@ -80,21 +83,26 @@ def check_inputs(data, labels, params, dimensions):
     a conversion makes a copy, otherwise the originals are returned as they are (any
     memory layout; backends that need a particular one arrange it themselves).
     """
+    global _last_dims
     dims = dimensions
-    if type(dims) is not tuple or len(dims) != 3:
-        dims = check_dimensions(dims)
+    last = _last_dims  # one read: another thread may replace it
+    if dims is last[0]:
+        length = last[1]
     else:
-        Dx, H, Dy = dims
-        if not (type(Dx) is int and type(H) is int and type(Dy) is int and Dx > 0 and H > 0 and Dy > 0):
-            dims = normalize_dimensions(dims)
+        if type(dims) is not tuple or len(dims) != 3:
+            dims = check_dimensions(dims)
+        else:
+            Dx, H, Dy = dims
+            if not (type(Dx) is int and type(H) is int and type(Dy) is int and Dx > 0 and H > 0 and Dy > 0):
+                dims = normalize_dimensions(dims)
+        length = _params_length(dims)
+        if dims is dimensions:  # a tuple of ints, immutable: safe to recognize by identity
+            _last_dims = (dims, length)
     if type(data) is not _ndarray or type(labels) is not _ndarray or type(params) is not _ndarray:
         data = _as_ndarray(data, "data")
         labels = _as_ndarray(labels, "labels")
         params = _as_ndarray(params, "params")
     dshape, lshape, pshape = data.shape, labels.shape, params.shape
-    length = _lengths.get(dims)
-    if length is None:
-        length = _params_length(dims)
     if (len(dshape) != 2 or len(lshape) != 2 or len(pshape) != 1 or dshape[1] != dims[0]
             or lshape[0] != dshape[0] or lshape[1] != dims[2] or pshape[0] != length):
         _explain_shapes(data, labels, params, dims)
