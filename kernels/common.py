@@ -89,22 +89,30 @@ def softmax_xent_row(z, y):
     return ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k); see narrow.output_forward
 
 
-# A chunked kernel gets one flat workspace ws, cut into equal regions, one per chunk:
-# [gradient accumulator (P) | the chunk's scratch]. Chunk 0 accumulates straight into
-# grad, so its accumulator goes unused; the others are added to grad in chunk order.
+# A chunked kernel gets one flat workspace ws:
+#   [gradient accumulators, P per chunk | scratch, one region per block (thread)]
+# Chunk 0 accumulates straight into grad, so its accumulator goes unused; the others are
+# added to grad in chunk order. Scratch belongs to a block, not a chunk, so that the
+# chunks a thread runs one after another reuse one region that stays in L1/L2 (a region
+# per chunk cost 25% on (10, 5, 10) at N = 65536: 2.9 MB of scratch cycled through L2).
 
 
 @njit(**JIT)
-def chunk_workspace(c, ws, stride, grad):
-    """(gradient accumulator (P,), scratch) of chunk c; the chunk initializes its accumulator."""
+def chunk_accumulator(c, ws, grad):
+    """The gradient accumulator (P,) of chunk c; the chunk initializes it."""
     P = grad.shape[0]
-    region = ws[c * stride : (c + 1) * stride]
-    acc = grad if c == 0 else region[:P]
-    return acc, region[P:]
+    return grad if c == 0 else ws[c * P : (c + 1) * P]
 
 
 @njit(**JIT)
-def reduce_chunks(ws, stride, costs, grad):
+def block_scratch(b, ws, chunks, P, size):
+    """The scratch (size,) of block b, after the accumulators of all chunks."""
+    start = chunks * P + b * size
+    return ws[start : start + size]
+
+
+@njit(**JIT)
+def reduce_chunks(ws, costs, grad):
     """grad += the accumulators of chunks 1.. in chunk order; returns the summed cost.
 
     The order does not depend on which thread ran which chunk, so results are bitwise
@@ -112,7 +120,7 @@ def reduce_chunks(ws, stride, costs, grad):
     """
     P = grad.shape[0]
     for c in range(1, costs.shape[0]):
-        acc = ws[c * stride : c * stride + P]
+        acc = ws[c * P : (c + 1) * P]
         for p in range(P):
             grad[p] += acc[p]
     cost = 0.0

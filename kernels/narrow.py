@@ -9,7 +9,7 @@ chunk order: the result does not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import ENTRY, JIT, chunk_workspace, matrix, param_views, reduce_chunks
+from .common import ENTRY, JIT, block_scratch, chunk_accumulator, matrix, param_views, reduce_chunks
 from .mathfn import vexp, vlog
 
 
@@ -185,30 +185,36 @@ def tile_forward_backward(data, labels, params, Dx, H, Dy, grad):
 
 
 @njit(**JIT)
-def _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
-    stride = ws.shape[0] // costs.shape[0]
-    acc, scratch = chunk_workspace(c, ws, stride, grad)
-    acc[:] = 0
-    r0 = c * rows_per_chunk
-    r1 = min(data.shape[0], r0 + rows_per_chunk)
-    costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
+def _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
+    # Block b runs its share of the chunks one after another, in one scratch region.
+    chunks = costs.shape[0]
+    scratch = block_scratch(b, ws, chunks, grad.shape[0], _scratch_size(Dx, H, Dy, T))
+    per_block = -(-chunks // blocks)
+    for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
+        acc = chunk_accumulator(c, ws, grad)
+        acc[:] = 0
+        r0 = c * rows_per_chunk
+        r1 = min(data.shape[0], r0 + rows_per_chunk)
+        costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
 
 
 @njit(**ENTRY)
-def narrow_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
+def narrow_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
-    Chunk c covers rows c * rows_per_chunk ..; ws holds len(costs) regions of
-    P + scratch_size(Dx, H, Dy, T) elements. One thread.
+    Chunk c covers rows c * rows_per_chunk .., in tiles of T rows; ws holds len(costs)
+    accumulators of P elements, then blocks scratch regions of scratch_size(Dx, H, Dy, T)
+    (kernels/common.py). One thread.
     """
-    for c in range(costs.shape[0]):
-        _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad)
-    return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
+    for b in range(blocks):
+        _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
+    return reduce_chunks(ws, costs, grad)
 
 
 @njit(parallel=True, **ENTRY)
-def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad):
-    """The chunks of narrow_serial spread over Numba's threads: bitwise the same result."""
-    for c in prange(costs.shape[0]):
-        _chunk(c, data, labels, params, Dx, H, Dy, T, rows_per_chunk, ws, costs, grad)
-    return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
+def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
+    """The blocks of narrow_serial, one per Numba thread: bitwise the same result, since
+    the chunks and their order of reduction do not change."""
+    for b in prange(blocks):
+        _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
+    return reduce_chunks(ws, costs, grad)

@@ -13,13 +13,16 @@ gradients accumulate inside the GEMM (beta = 1 after a block's first chunk).
 from numba import njit, prange
 
 from .blas import gemm
-from .common import ENTRY, JIT, chunk_workspace, matrix, param_views, reduce_chunks, softmax_xent_row
+from .common import ENTRY, JIT, block_scratch, chunk_accumulator, matrix, param_views, reduce_chunks, softmax_xent_row
 from .mathfn import vexp
 
 
 def scratch_size(Dx, H, Dy, R):
     """Elements of chunk scratch: h and d (R, H), z (R, Dy)."""
     return R * (2 * H + Dy)
+
+
+_scratch_size = njit(scratch_size)
 
 
 @njit(**JIT)
@@ -96,29 +99,30 @@ def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
 
 @njit(**JIT)
 def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
-    stride = ws.shape[0] // costs.shape[0]
-    acc, scratch = chunk_workspace(b, ws, stride, grad)
+    blocks = costs.shape[0]
+    acc = chunk_accumulator(b, ws, grad)
+    scratch = block_scratch(b, ws, blocks, grad.shape[0], _scratch_size(Dx, H, Dy, R))
     r0 = b * rows_per_block
     r1 = min(data.shape[0], r0 + rows_per_block)
     costs[b] = chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, acc)
 
 
 @njit(**ENTRY)
-def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
+def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_block, blocks, ws, costs, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
-    Block b covers rows b * rows_per_block ..; ws holds len(costs) regions of
-    P + scratch_size(Dx, H, Dy, R) elements. One block after another on this thread;
-    BLAS may use its own threads.
+    Block b covers rows b * rows_per_block .., in chunks of R rows; each block is one
+    chunk of kernels/common.py's workspace (blocks == len(costs)). One block after
+    another on this thread; BLAS may use its own threads.
     """
-    for b in range(costs.shape[0]):
+    for b in range(blocks):
         _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad)
-    return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
+    return reduce_chunks(ws, costs, grad)
 
 
 @njit(parallel=True, **ENTRY)
-def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
+def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_block, blocks, ws, costs, grad):
     """The blocks of wide_serial, one per Numba thread (the caller limits BLAS to one thread)."""
-    for b in prange(costs.shape[0]):
+    for b in prange(blocks):
         _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad)
-    return reduce_chunks(ws, ws.shape[0] // costs.shape[0], costs, grad)
+    return reduce_chunks(ws, costs, grad)

@@ -71,8 +71,8 @@ def _signature(kind, dt):
     dims = (types.intp,) * 3
     if kind == "simple":  # data, labels, params, Dx, H, Dy, grad
         return (ro2, ro2, ro1, *dims, rw1)
-    # data, labels, params, Dx, H, Dy, rows per tile/chunk, rows per chunk/block, ws, costs, grad
-    return (ro2, ro2, ro1, *dims, types.intp, types.intp, rw1, types.Array(types.float64, 1, "C"), rw1)
+    # data, labels, params, Dx, H, Dy, rows per tile/chunk, rows per chunk/block, blocks, ws, costs, grad
+    return (ro2, ro2, ro1, *dims, types.intp, types.intp, types.intp, rw1, types.Array(types.float64, 1, "C"), rw1)
 
 
 _KERNELS = {
@@ -265,24 +265,25 @@ def _chunk_costs(n):
 
 
 def _chunked(path, data, labels, params, Dx, H, Dy, grad):
+    # Workspace: one gradient accumulator per chunk, then one scratch region per block
+    # (kernels/common.py). Blocks follow the thread count; chunks, on the narrow path, do not.
     n = data.shape[0]
     P = grad.shape[0]
     if path == "narrow":
         T = tile_rows(Dx, H, Dy)
         per_chunk = max(1, -(-n // (T * NARROW_CHUNKS))) * T
         chunks = max(1, -(-n // per_chunk))
-        stride = P + narrow.scratch_size(Dx, H, Dy, T)
-        ws = _workspace(chunks * stride, grad.dtype)
-        return _run_parallel("narrow_parallel", (data, labels, params, Dx, H, Dy, T, per_chunk, ws,
+        blocks = min(_threads, chunks)
+        ws = _workspace(chunks * P + blocks * narrow.scratch_size(Dx, H, Dy, T), grad.dtype)
+        return _run_parallel("narrow_parallel", (data, labels, params, Dx, H, Dy, T, per_chunk, blocks, ws,
                                                  _chunk_costs(chunks), grad))
-    # blas: one block per thread, as many as the accumulator budget allows
+    # blas: one block (and accumulator) per thread, as many as the accumulator budget allows
     R = blas_chunk_rows(Dx, H, Dy)
     blocks = max(1, min(_threads, -(-n // R), BLAS_ACCUMULATOR_BYTES // (P * grad.itemsize)))
     per_block = max(1, -(-n // blocks))
     R = min(R, per_block)
-    stride = P + wide.scratch_size(Dx, H, Dy, R)
-    args = (data, labels, params, Dx, H, Dy, R, per_block, _workspace(blocks * stride, grad.dtype),
-            _chunk_costs(blocks), grad)
+    ws = _workspace(blocks * (P + wide.scratch_size(Dx, H, Dy, R)), grad.dtype)
+    args = (data, labels, params, Dx, H, Dy, R, per_block, blocks, ws, _chunk_costs(blocks), grad)
     if blocks == 1 and _threads > 1:
         return kernel("blas_serial")(*args)  # one block: BLAS parallelizes each product
     return _run_parallel("blas_parallel", args)
