@@ -86,7 +86,56 @@ def softmax_xent_row(z, y):
     scale = ysum / sumexp
     for k in range(z.shape[0]):
         z[k] = z[k] * scale - y[k]
-    return ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k); see narrow.output_forward
+    return ysum * vlog(sumexp) - yshift  # sum_k y_k (lse - z_k); see softmax_xent_columns
+
+
+@njit(**JIT)
+def pack_tile(src, r0, n, dst):
+    # src (N, D) rows r0..r0+n -> dst (D, T); columns n..T zeroed (zero rows add nothing)
+    T = dst.shape[1]
+    for t in range(n):
+        for d in range(src.shape[1]):
+            dst[d, t] = src[r0 + t, d]
+    dst[:, n:T] = 0
+
+
+@njit(**JIT)
+def softmax_xent_columns(zT, yT, rows):
+    # zT (Dy, T) logits, yT (Dy, T) labels, one example per column -> returns their cost;
+    # zT becomes d1 = yhat * rowsum(y) - y. rows (4, T) is scratch. Every loop runs over
+    # the T columns, so it vectorizes however small Dy is.
+    T = zT.shape[1]
+    zmax, sumexp, ysum, yshift = rows[0], rows[1], rows[2], rows[3]
+    zmax[:] = zT[0]
+    for k in range(1, zT.shape[0]):
+        z = zT[k]
+        for t in range(T):
+            zmax[t] = max(zmax[t], z[t])
+    # One exp per logit: s = z - max is exact, and cost = sum_k y_k (lse - z_k)
+    # = rowsum(y) log(sum_k exp(s_k)) - sum_k y_k s_k stays finite where yhat underflows.
+    sumexp[:] = 0
+    ysum[:] = 0
+    yshift[:] = 0
+    for k in range(zT.shape[0]):
+        z = zT[k]
+        y = yT[k]
+        for t in range(T):
+            s = z[t] - zmax[t]
+            ysum[t] += y[t]
+            yshift[t] += y[t] * s
+            e = vexp(s)
+            sumexp[t] += e
+            z[t] = e
+    cost = zT.dtype.type(0.0)
+    for t in range(T):
+        cost += ysum[t] * vlog(sumexp[t]) - yshift[t]
+        sumexp[t] = ysum[t] / sumexp[t]  # now yhat * rowsum(y) = e * sumexp
+    for k in range(zT.shape[0]):
+        z = zT[k]
+        y = yT[k]
+        for t in range(T):
+            z[t] = z[t] * sumexp[t] - y[t]
+    return cost
 
 
 # A chunked kernel gets one flat workspace ws:

@@ -9,8 +9,9 @@ chunk order: the result does not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import ENTRY, JIT, block_scratch, chunk_accumulator, matrix, param_views, reduce_chunks
-from .mathfn import vexp, vlog
+from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, matrix, pack_tile, param_views, reduce_chunks,
+                     softmax_xent_columns)
+from .mathfn import vexp
 
 
 def scratch_size(Dx, H, Dy, T):
@@ -19,16 +20,6 @@ def scratch_size(Dx, H, Dy, T):
 
 
 _scratch_size = njit(scratch_size)
-
-
-@njit(**JIT)
-def pack_tile(src, r0, n, dst):
-    # src (N, D) rows r0..r0+n -> dst (D, T); columns n..T zeroed (zero rows add nothing)
-    T = dst.shape[1]
-    for t in range(n):
-        for d in range(src.shape[1]):
-            dst[d, t] = src[r0 + t, d]
-    dst[:, n:T] = 0
 
 
 @njit(**JIT)
@@ -58,40 +49,9 @@ def hidden_forward(xT, W1, b1, hT):
 def output_forward(hT, W2, b2, yT, zT, rows):
     # hT (H, T), W2 (H, Dy), b2 (Dy,), yT (Dy, T) -> returns the tile's cost and leaves
     # d1 = yhat * rowsum(y) - y in zT (Dy, T). rows (4, T) is scratch.
-    T = zT.shape[1]
-    zmax, sumexp, ysum, yshift = rows[0], rows[1], rows[2], rows[3]
     for k in range(zT.shape[0]):
         affine_forward(hT, W2, b2, k, zT[k])
-    zmax[:] = zT[0]
-    for k in range(1, zT.shape[0]):
-        z = zT[k]
-        for t in range(T):
-            zmax[t] = max(zmax[t], z[t])
-    # One exp per logit: s = z - max is exact, and cost = sum_k y_k (lse - z_k)
-    # = rowsum(y) log(sum_k exp(s_k)) - sum_k y_k s_k stays finite where yhat underflows.
-    sumexp[:] = 0
-    ysum[:] = 0
-    yshift[:] = 0
-    for k in range(zT.shape[0]):
-        z = zT[k]
-        y = yT[k]
-        for t in range(T):
-            s = z[t] - zmax[t]
-            ysum[t] += y[t]
-            yshift[t] += y[t] * s
-            e = vexp(s)
-            sumexp[t] += e
-            z[t] = e
-    cost = zT.dtype.type(0.0)
-    for t in range(T):
-        cost += ysum[t] * vlog(sumexp[t]) - yshift[t]
-        sumexp[t] = ysum[t] / sumexp[t]  # now yhat * rowsum(y) = e * sumexp
-    for k in range(zT.shape[0]):
-        z = zT[k]
-        y = yT[k]
-        for t in range(T):
-            z[t] = z[t] * sumexp[t] - y[t]
-    return cost
+    return softmax_xent_columns(zT, yT, rows)
 
 
 @njit(**JIT)
