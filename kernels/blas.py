@@ -1,44 +1,65 @@
 """Row-major GEMM with accumulation, callable from jitted code.
 
 Numba's own np.dot cannot accumulate (C += A B) and would need a pass over C per chunk.
-This calls the same BLAS that np.dot uses inside Numba -- SciPy's, through Numba's
-``numba_xxgemm`` helper (a C symbol, so kernels that use it can still be cached).
+This calls CBLAS ?gemm with 64-bit integers through two C symbols that
+twolayer/blas.py binds to NumPy's own OpenBLAS before any kernel loads (symbols, not
+addresses, so kernels that use them can still be cached).
 """
-import numpy as np
 from numba import njit, types
+from numba.extending import overload
 
-_xxgemm = types.ExternalFunction(
-    "numba_xxgemm",
-    types.intc(
-        types.char, types.char, types.char,  # kind ('s' or 'd'), transa, transb
-        types.intp, types.intp, types.intp,  # m, n, k
-        types.voidptr, types.voidptr, types.intp,  # alpha, a, lda
-        types.voidptr, types.intp, types.voidptr,  # b, ldb, beta
-        types.voidptr, types.intp,  # c, ldc
-    ),
-)
-_N, _T = ord("n"), ord("t")
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _cblas_signature(real):
+    return types.void(
+        types.int32, types.int32, types.int32,  # order, transa, transb
+        types.int64, types.int64, types.int64,  # m, n, k
+        real, types.voidptr, types.int64,  # alpha, a, lda
+        types.voidptr, types.int64,  # b, ldb
+        real, types.voidptr, types.int64,  # beta, c, ldc
+    )
+
+
+_CBLAS = {
+    types.float64: types.ExternalFunction("twolayer_cblas_dgemm", _cblas_signature(types.float64)),
+    types.float32: types.ExternalFunction("twolayer_cblas_sgemm", _cblas_signature(types.float32)),
+}
+
+
+def cblas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm, row-major, chosen by the type of alpha (jitted code only)."""
+    raise NotImplementedError("cblas_gemm is for jitted code")
+
+
+@overload(cblas_gemm)
+def _cblas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    fn = _CBLAS.get(alpha)
+    if fn is None:
+        return None
+
+    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        fn(_ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    return impl
 
 
 @njit(nogil=True)
 def gemm(a, trans_a, b, trans_b, c, beta):
     """c = op(a) @ op(b) + beta * c, all C-contiguous 2-D arrays of one float dtype.
 
-    op(x) is x.T when trans_x is True. A row-major matrix is the column-major storage of
-    its transpose, so this is the column-major call c^T = op(b)^T op(a)^T.
+    op(x) is x.T when trans_x is True.
     """
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
         return
-    coef = np.empty(2, c.dtype)
-    coef[0] = 1
-    coef[1] = beta
-    if k == 0:
-        c[:] *= coef[1]  # op(a) @ op(b) is zero; BLAS may not accept k = 0
+    real = c.dtype.type
+    if k == 0:  # op(a) @ op(b) is zero; BLAS may not accept k = 0
+        if beta == 0:
+            c[:] = 0
+        else:
+            c[:] *= real(beta)
         return
-    tb = _T if trans_b else _N
-    ta = _T if trans_a else _N
-    kind = ord("d") if c.itemsize == 8 else ord("s")
-    _xxgemm(kind, tb, ta, n, m, k, coef[:1].ctypes, b.ctypes, b.shape[1], a.ctypes, a.shape[1],
-            coef[1:].ctypes, c.ctypes, n)
+    cblas_gemm(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k, real(1.0),
+               a.ctypes, a.shape[1], b.ctypes, b.shape[1], real(beta), c.ctypes, n)

@@ -173,6 +173,42 @@ def test_blas_path_is_bitwise_identical_across_calls():
         assert again[0] == first[0] and np.array_equal(again[1], first[1])
 
 
+def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):
+    from threadpoolctl import threadpool_info
+
+    from twolayer.kernels.blas import gemm
+
+    lib = fast._numpy_blas()
+    assert lib, "NumPy's wheels ship an ILP64 OpenBLAS; the kernels must find it"
+    numpy_blas = [i["filepath"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert os.path.realpath(lib.path) in map(os.path.realpath, numpy_blas)
+    for dtype, rtol in ((np.float64, 1e-13), (np.float32, 1e-5)):
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                a = rng.standard_normal((7, 5) if trans_a else (5, 7)).astype(dtype)
+                b = rng.standard_normal((3, 7) if trans_b else (7, 3)).astype(dtype)
+                c0 = rng.standard_normal((5, 3)).astype(dtype)
+                expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+                for beta in (0.0, 1.0):
+                    c = c0.copy()
+                    gemm(a, trans_a, b, trans_b, c, beta)
+                    np.testing.assert_allclose(c, expected + beta * c0, rtol=rtol, atol=rtol)
+        c = np.full((5, 3), np.nan, dtype)  # k = 0 with beta = 0: zeros, whatever c held
+        gemm(np.empty((5, 0), dtype), False, np.empty((0, 3), dtype), False, c, 0.0)
+        assert np.array_equal(c, np.zeros((5, 3), dtype))
+
+
+def test_without_numpys_blas_wide_layers_take_the_narrow_path(monkeypatch, rng):
+    dims = (30, 20, 9)
+    data, labels, params = random_problem(rng, 700, dims, scale=0.7)
+    assert fast.choose_path(700, *dims) == "blas"
+    monkeypatch.setattr(fast, "_blas_library", False)
+    cost, grad = fast.forward_backward(data, labels, params, dims)
+    narrow_cost, narrow_grad = fast.forward_backward(data, labels, params, dims, path="narrow")
+    assert cost == narrow_cost and np.array_equal(grad, narrow_grad)
+    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
+
+
 def test_set_num_threads():
     before = twolayer.get_num_threads()
     try:

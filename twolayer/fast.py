@@ -16,6 +16,7 @@ import numba
 import numpy as np
 from numba import types
 
+from . import blas
 from .kernels import narrow, single, wide
 from .layout import param_offsets
 
@@ -141,9 +142,9 @@ def get_num_threads():
 
 
 class _SingleThreadedBlas:
-    """Holds the BLAS that Numba calls (SciPy's) at one thread while blocks run in Numba's
-    threads, so that one thread pool is busy at a time; restores the previous count when
-    the last concurrent caller leaves.
+    """Holds the kernels' BLAS (NumPy's, twolayer/blas.py) at one thread while blocks run
+    in Numba's threads, so that one thread pool is busy at a time; restores the previous
+    count when the last concurrent caller leaves.
 
     OpenBLAS's thread count is process-wide and is set here through its own C function:
     threadpoolctl only lets the first thread that used it change it, and from any other
@@ -153,64 +154,35 @@ class _SingleThreadedBlas:
     def __init__(self):
         self._lock = threading.Lock()
         self._depth = 0
-        self._saved = []
-        self._libs = None
-
-    def _blas_libs(self):
-        """[(get_num_threads, set_num_threads)] of the BLAS libraries Numba's kernels call."""
-        if self._libs is None:
-            self._libs = _find_numba_blas()
-        return self._libs
+        self._saved = 1
 
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
-                self._saved = [(setter, getter()) for getter, setter in self._blas_libs()]
-                for setter, n in self._saved:
-                    if n != 1:
-                        setter(1)
+                lib = _numpy_blas()
+                self._saved = lib.get_num_threads()
+                if self._saved != 1:
+                    lib.set_num_threads(1)
             self._depth += 1
 
     def __exit__(self, *exc):
         with self._lock:
             self._depth -= 1
-            if self._depth == 0:
-                for setter, n in self._saved:
-                    if n != 1:
-                        setter(n)
-
-
-def _find_numba_blas():
-    """Thread-count getters and setters of the BLAS that Numba's np.dot and our GEMMs use:
-    the one SciPy ships (scipy.linalg.cython_blas), else every BLAS in the process."""
-    import ctypes
-
-    import scipy
-    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS)
-
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return []
-    libs = ThreadpoolController().select(user_api="blas").lib_controllers
-    scipy_root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__))) + os.sep + "scipy"
-    own = [lib for lib in libs if os.path.abspath(lib.filepath).startswith(scipy_root)]
-    found = []
-    for lib in own or libs:
-        pair = None
-        if lib.internal_api == "openblas":  # symbol names vary with the build: probe them
-            dll = ctypes.CDLL(lib.filepath)
-            affixes = [(p, s) for p in ("", "scipy_") for s in ("", "64_", "_64")
-                       if hasattr(dll, f"{p}openblas_set_num_threads{s}")]
-            if affixes:
-                p, s = affixes[0]
-                pair = (getattr(dll, f"{p}openblas_get_num_threads{s}"), getattr(dll, f"{p}openblas_set_num_threads{s}"))
-                pair[1].argtypes = [ctypes.c_int]
-        found.append(pair or (lambda lib=lib: lib.num_threads, lib.set_num_threads))
-    return found
+            if self._depth == 0 and self._saved != 1:
+                _numpy_blas().set_num_threads(self._saved)
 
 
 _single_threaded_blas = _SingleThreadedBlas()
+_blas_library = None  # twolayer.blas.Library once bound; False where NumPy's BLAS cannot serve
+
+
+def _numpy_blas():
+    """The BLAS the kernels call, bound on first use (before any BLAS kernel loads), or
+    False when NumPy's BLAS is not an ILP64 OpenBLAS."""
+    global _blas_library
+    if _blas_library is None:
+        _blas_library = blas.bind() or False
+    return _blas_library
 
 
 def _run_parallel(name, args):
@@ -274,6 +246,8 @@ def _chunked(path, data, labels, params, Dx, H, Dy, grad):
     # (kernels/common.py). Blocks follow the thread count; chunks, on the narrow path, do not.
     n = data.shape[0]
     P = grad.shape[0]
+    if path == "blas" and not _numpy_blas():
+        path = "narrow"  # correct for any shape, only slower on wide layers
     if path == "narrow":
         T = tile_rows(Dx, H, Dy)
         per_chunk = max(1, -(-n // (T * NARROW_CHUNKS))) * T
