@@ -21,8 +21,14 @@ def scratch_size(Dx, H, Dy, T):
 
 _scratch_size = njit(scratch_size)
 
+# The per-tile stages are inlined into their caller by Numba itself: as separate functions
+# LLVM kept them as calls, each passing its arrays as 7-word structs on the stack, 20 calls
+# per tile (one per output feature). Inlined, (10, 5, 10) N = 16 went from 2.25 to 1.95 us
+# per tile, N = 64 from 4.4 to 3.9 us; large batches did not change.
+TILE_STAGE = dict(JIT, inline="always")
 
-@njit(**JIT)
+
+@njit(**TILE_STAGE)
 def affine_forward(srcT, W, b, col, out):
     # srcT (K, T), W (K, M), b (M,) -> out (T,) = W[:, col]^T srcT + b[col]: one output
     # feature for the T rows of a tile
@@ -34,7 +40,7 @@ def affine_forward(srcT, W, b, col, out):
             out[t] += w * src[t]
 
 
-@njit(**JIT)
+@njit(**TILE_STAGE)
 def hidden_forward(xT, W1, b1, hT):
     # xT (Dx, T), W1 (Dx, H), b1 (H,) -> hT (H, T) = sigmoid(W1^T xT + b1)
     one = hT.dtype.type(1.0)
@@ -45,7 +51,7 @@ def hidden_forward(xT, W1, b1, hT):
             h[t] = one / (one + vexp(-h[t]))
 
 
-@njit(**JIT)
+@njit(**TILE_STAGE)
 def output_forward(hT, W2, b2, yT, zT, rows):
     # hT (H, T), W2 (H, Dy), b2 (Dy,), yT (Dy, T) -> returns the tile's cost and leaves
     # d1 = yhat * rowsum(y) - y in zT (Dy, T). rows (4, T) is scratch.
@@ -54,7 +60,7 @@ def output_forward(hT, W2, b2, yT, zT, rows):
     return softmax_xent_columns(zT, yT, rows)
 
 
-@njit(**JIT)
+@njit(**TILE_STAGE)
 def output_backward(hT, W2, d1T, gW2, gb2, d2T):
     # hT (H, T), W2 (H, Dy), d1T (Dy, T) -> gW2 (H, Dy) +=, gb2 (Dy,) +=, d2T (H, T) = W2 d1T
     T = d1T.shape[1]
@@ -78,7 +84,7 @@ def output_backward(hT, W2, d1T, gW2, gb2, d2T):
             gW2[j, k] += s
 
 
-@njit(**JIT)
+@njit(**TILE_STAGE)
 def hidden_backward(xT, hT, d2T, gW1, gb1):
     # xT (Dx, T), hT (H, T), d2T (H, T) -> d2T becomes d3 = d2 * h * (1 - h);
     # gW1 (Dx, H) += xT d3^T, gb1 (H,) += rowsum(d3)
