@@ -55,7 +55,7 @@ def matrix(flat, rows, cols):
 param_offsets = njit(layout.param_offsets)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)  # as a call it cost ~0.05 us of the 2 us N = 1 call
 def param_views(params, Dx, H, Dy):
     """W1 (Dx, H), b1 (H,), W2 (H, Dy), b2 (Dy,) as views of the flat params (P,)."""
     o_W1, o_b1, o_W2, o_b2, end = param_offsets(Dx, H, Dy)
