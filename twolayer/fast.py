@@ -282,10 +282,10 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
     float. At N = 1 the whole call is a few microseconds, so the common case goes straight
     to the compiled kernel.
     """
-    grad = _empty(params.shape[0], params.dtype) if out is None else out
+    grad = _empty(len(params), params.dtype) if out is None else out  # len: no shape tuple
     Dx, H, Dy = dims
     if path is None:
-        path = choose_path(data.shape[0], Dx, H, Dy)
+        path = choose_path(len(data), Dx, H, Dy)
     k = _compiled.get(path)  # only "row" and "tile" name a kernel of their own
     try:
         if k is not None:
