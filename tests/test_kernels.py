@@ -245,6 +245,35 @@ def test_a_second_process_loads_the_kernels_from_the_cache():
     assert hits == 2 and misses == 0  # float32 and float64, both from the cache
 
 
+def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
+    # The cached BLAS kernels refer to GEMM symbols by name; a new process must bind them
+    # (twolayer/blas.py) before loading, and then compute what this process computes.
+    dims = (60, 40, 7)
+    code = (
+        "import numpy as np, twolayer\n"
+        "from twolayer import fast\n"
+        "rng = np.random.default_rng(5)\n"
+        "d = rng.standard_normal((3000, 60)); y = np.eye(7)[rng.integers(0, 7, 3000)]\n"
+        "p = rng.standard_normal(61 * 40 + 41 * 7) * 0.3\n"
+        "cost, grad = twolayer.forward_backward_prop(d, y, p, (60, 40, 7), backend='numba')\n"
+        "stats = [k.stats for name, k in fast._compiled.items() if name.startswith('blas')]\n"
+        "print(repr(cost), float(np.abs(grad).sum()), sum(sum(s.cache_hits.values()) for s in stats),\n"
+        "      sum(sum(s.cache_misses.values()) for s in stats))\n"
+    )
+    for _ in range(2):  # the first run may compile and save; the second must load
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr
+    cost, gsum, hits, misses = result.stdout.split()
+    assert int(hits) >= 2 and int(misses) == 0  # float32 and float64 of each BLAS kernel used
+    rng = np.random.default_rng(5)
+    d = rng.standard_normal((3000, 60)); y = np.eye(7)[rng.integers(0, 7, 3000)]
+    p = rng.standard_normal(61 * 40 + 41 * 7) * 0.3
+    assert fast.choose_path(3000, *dims) == "blas"
+    expected_cost, expected_grad = twolayer.forward_backward_prop(d, y, p, dims, backend="numpy")
+    assert abs(float(cost) - expected_cost) <= 1e-12 * abs(expected_cost)
+    assert abs(float(gsum) - np.abs(expected_grad).sum()) <= 1e-12 * np.abs(expected_grad).sum()
+
+
 def test_non_contiguous_inputs_are_copied_not_rejected(rng):
     dims = (5, 4, 3)
     data, labels, params = random_problem(rng, 50, dims)

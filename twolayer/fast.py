@@ -100,6 +100,8 @@ def kernel(name):
         with _compile_lock:
             if name not in _compiled:
                 dispatcher, kind = _KERNELS[name]
+                if name.startswith("blas") and not _numpy_blas():  # its GEMM symbols must be bound first
+                    raise RuntimeError("the BLAS kernels need NumPy's ILP64 OpenBLAS, which was not found")
                 for dt in (types.float32, types.float64):
                     dispatcher.compile(_signature(kind, dt))
                 dispatcher.disable_compile()
