@@ -32,7 +32,7 @@ _bound = []  # [Library] once bind() succeeded
 
 
 def _find():
-    """NumPy's OpenBLAS with ILP64 CBLAS symbols: (ctypes.CDLL, prefix), or None.
+    """NumPy's OpenBLAS with ILP64 CBLAS symbols: (path, ctypes.CDLL, symbol prefix), or None.
 
     OpenBLAS's ILP64 builds end their symbols in "64_"; NumPy's wheels add the prefix
     "scipy_". LP64 libraries (SciPy's own OpenBLAS, say) do not match, and are not used.
