@@ -1,5 +1,7 @@
-"""What every kernel shares: compiler flags, the parameter views, one row's softmax and
-cross-entropy, chunked workspaces and the fixed-order reduction of per-chunk results."""
+"""What every kernel shares: compiler flags, cheap 2-D views and the parameter views,
+the softmax and cross-entropy of one row or of a transposed tile (and the packing of
+rows into such a tile), chunked workspaces and the fixed-order reduction of per-chunk
+results."""
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
@@ -20,6 +22,7 @@ JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
 # cached helpers differs, at the last bit, from one compiled with fresh helpers: results
 # would then depend on the state of the cache. Uncached helpers are always fresh IR.
 ENTRY = dict(JIT, cache=True)
+
 
 @intrinsic
 def _matrix_view(typingctx, flat, rows, cols):
