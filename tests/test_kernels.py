@@ -229,6 +229,15 @@ def test_numba_num_threads_is_honoured():
     assert result.stdout.strip() == "1"
 
 
+def _second_run(code, timeout=900):
+    """stdout of ``code`` run in a second new process: the first may compile and save to
+    the cache, so the second must load from it."""
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_a_second_process_loads_the_kernels_from_the_cache():
     code = (
         "import numpy as np, twolayer\n"
@@ -238,10 +247,7 @@ def test_a_second_process_loads_the_kernels_from_the_cache():
         "s = fast.kernel('row').stats\n"
         "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()))\n"
     )
-    for _ in range(2):  # the first run may compile and save; the second must load
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr
-    hits, misses = map(int, result.stdout.split())
+    hits, misses = map(int, _second_run(code).split())
     assert hits == 2 and misses == 0  # float32 and float64, both from the cache
 
 
@@ -260,10 +266,7 @@ def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
         "print(repr(cost), float(np.abs(grad).sum()), sum(sum(s.cache_hits.values()) for s in stats),\n"
         "      sum(sum(s.cache_misses.values()) for s in stats))\n"
     )
-    for _ in range(2):  # the first run may compile and save; the second must load
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stderr
-    cost, gsum, hits, misses = result.stdout.split()
+    cost, gsum, hits, misses = _second_run(code).split()
     assert int(hits) >= 2 and int(misses) == 0  # float32 and float64 of each BLAS kernel used
     rng = np.random.default_rng(5)
     d = rng.standard_normal((3000, 60)); y = np.eye(7)[rng.integers(0, 7, 3000)]
