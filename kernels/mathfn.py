@@ -164,19 +164,17 @@ def vlog(x):
     raise NotImplementedError("vlog is for jitted code")
 
 
-@overload(vexp)
-def _vexp(x):
-    if x == types.float64:
-        return lambda x: exp64(x)
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return None
+def _by_type(stub, f64, f32):
+    """Make ``stub`` call ``f64`` or ``f32`` in jitted code, by the type of its argument."""
+
+    @overload(stub)
+    def _impl(x):
+        if x == types.float64:
+            return lambda x: f64(x)
+        if x == types.float32:
+            return lambda x: f32(x)
+        return None
 
 
-@overload(vlog)
-def _vlog(x):
-    if x == types.float64:
-        return lambda x: log64(x)
-    if x == types.float32:
-        return lambda x: log32(x)
-    return None
+_by_type(vexp, exp64, exp32)
+_by_type(vlog, log64, log32)
