@@ -23,6 +23,25 @@ def test_paths_covered():
     assert {fast.choose_path(n, *dims) for dims, n in CASES} == {"row", "tile", "narrow", "blas"}
 
 
+def test_numpys_blas_gets_its_thread_count_back_after_concurrent_blas_calls():
+    # The BLAS path holds NumPy's OpenBLAS at one thread while its blocks run; the last of
+    # several overlapping calls must restore the count the process had.
+    lib = fast._numpy_blas()
+    before = lib.get_num_threads()
+    dims, data, labels, params = next(p for p in _problems() if fast.choose_path(p[1].shape[0], *p[0]) == "blas")
+
+    def work():
+        for _ in range(20):
+            twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert lib.get_num_threads() == before
+
+
 def test_eight_threads_thousands_of_calls_match_serial_results():
     problems = _problems()
     expected = [twolayer.forward_backward_prop(d, y, p, dims, backend="numba") for dims, d, y, p in problems]
