@@ -14,9 +14,11 @@ from .mathfn import vexp
 
 
 @njit(**JIT)
-def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2):
-    # x (Dx,), y (Dy,) one example; h, d (H,) and z (Dy,) scratch; grads (as params) +=.
-    # Returns the row's cost.
+def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2, first):
+    # x (Dx,), y (Dy,) one example; h, d (H,) and z (Dy,) scratch. Returns the row's cost.
+    # The grads (shaped as params) are set by the first row and added to by the others:
+    # no zeroing pass, and the first row writes gW1 and gW2 without reading them, which
+    # for weights outside the cache is most of a one-row call's memory traffic.
     one = h.dtype.type(1.0)
     H, Dy = W2.shape
     # hidden_forward: h = sigmoid(x W1 + b1)
@@ -35,22 +37,39 @@ def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2):
             z[k] += hj * W2[j, k]
     cost = softmax_xent_row(z, y)
     # output_backward: gb2 += d1; gW2 += h d1^T; d2 = W2 d1
-    for k in range(Dy):
-        gb2[k] += z[k]
+    add_or_set(gb2, z, first)
     for j in range(H):
-        hj = h[j]
+        add_scaled_or_set(gW2[j], h[j], z, first)
         d2 = z.dtype.type(0.0)
         for k in range(Dy):
-            gW2[j, k] += hj * z[k]
             d2 += W2[j, k] * z[k]
         # hidden_backward: d3 = d2 * h * (1 - h); gb1 += d3; gW1 += x d3^T
-        d[j] = d2 * hj * (one - hj)
-        gb1[j] += d[j]
+        d[j] = d2 * h[j] * (one - h[j])
+    add_or_set(gb1, d, first)
     for i in range(x.shape[0]):
-        xi = x[i]
-        for j in range(H):
-            gW1[i, j] += xi * d[j]
+        add_scaled_or_set(gW1[i], x[i], d, first)
     return cost
+
+
+@njit(inline="always", **JIT)
+def add_or_set(g, v, first):
+    # g (n,) = v on the first row, g += v after
+    if first:
+        g[:] = v
+    else:
+        for k in range(g.shape[0]):
+            g[k] += v[k]
+
+
+@njit(inline="always", **JIT)
+def add_scaled_or_set(g, a, v, first):
+    # g (n,) = a v on the first row, g += a v after
+    if first:
+        for k in range(g.shape[0]):
+            g[k] = a * v[k]
+    else:
+        for k in range(g.shape[0]):
+            g[k] += a * v[k]
 
 
 @njit(**ENTRY)
@@ -58,10 +77,11 @@ def rows_forward_backward(data, labels, params, Dx, H, Dy, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost."""
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
-    grad[:] = 0
+    if data.shape[0] == 0:
+        grad[:] = 0
     ws = np.empty(2 * H + Dy, data.dtype)  # small enough to come from malloc's free lists
     h, d, z = ws[:H], ws[H : 2 * H], ws[2 * H :]
     cost = 0.0
     for r in range(data.shape[0]):
-        cost += row_forward_backward(data[r], labels[r], W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2)
+        cost += row_forward_backward(data[r], labels[r], W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2, r == 0)
     return cost

@@ -51,6 +51,18 @@ def test_every_path_nan_gives_nan_cost(path, rng):
         assert np.isnan(cost), (which, cost)
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("n", [0, 1, 2, 5])
+def test_every_path_overwrites_a_gradient_buffer_full_of_nan(path, n, rng):
+    # The row kernel sets the gradient from the first row instead of zeroing it first.
+    dims = (7, 13, 3)
+    data, labels, params = random_problem(rng, n, dims)
+    out = np.full_like(params, np.nan)
+    cost, grad = fast.forward_backward(data, labels, params, dims, out=out, path=path)
+    assert grad is out
+    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
+
+
 def test_param_views_agree_with_the_layout():
     dims = (3, 4, 5)
     params = np.arange(param_count(dims), dtype=np.float64)
