@@ -63,6 +63,13 @@ def test_every_path_overwrites_a_gradient_buffer_full_of_nan(path, n, rng):
     assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
 
 
+def test_a_w1_beyond_the_cache_keeps_the_row_path_for_a_few_rows():
+    wide, mnist = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"]
+    assert [fast.choose_path(n, *wide, 8) for n in (1, 2, 3)] == ["row", "row", "blas"]
+    assert [fast.choose_path(n, *wide, 4) for n in (5, 6)] == ["row", "blas"]
+    assert [fast.choose_path(n, *mnist, 4) for n in (1, 2)] == ["row", "blas"]
+
+
 def test_param_views_agree_with_the_layout():
     dims = (3, 4, 5)
     params = np.arange(param_count(dims), dtype=np.float64)

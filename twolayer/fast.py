@@ -1,9 +1,10 @@
-"""The Numba backend: picks a kernel by N and the dimensions (never by thread count),
-compiles it on first use, and keeps Numba's threads and BLAS's threads out of each
-other's way.
+"""The Numba backend: picks a kernel by N, the dimensions and the float size (never by
+the thread count), compiles it on first use, and keeps Numba's threads and BLAS's
+threads out of each other's way.
 
 Paths (kernels/):
-  row       single.py   one row at a time; the tiniest batches, where the call is the cost
+  row       single.py   one row at a time; the tiniest batches, where the call is the cost,
+                        and a few rows when W1 is too big for the cache
   tile      narrow.py   one transposed tile, no threads; small batches of narrow layers
   narrow    narrow.py   fixed chunks of tiles over Numba's threads; narrow layers
   blas      wide.py     BLAS products on row chunks; wide layers (one block per thread,
@@ -25,23 +26,34 @@ from .layout import param_offsets
 NARROW_CHUNKS = 64
 # Workspace cap for per-block gradient accumulators of the BLAS path (bytes).
 BLAS_ACCUMULATOR_BYTES = 48 << 20
+# Weights in W1 from which it no longer stays in cache between the products of a call.
+W1_BEYOND_CACHE = 1 << 18
+# Rows up to which the row kernel beats the BLAS path when W1 is beyond the cache, by
+# itemsize. Measured on (1024, 1024, 1024), us per call (row / BLAS): float64 N = 2
+# 1850 / 2150-2830, N = 3 2600 / 2190; float32 N = 5 1500 / 1680, N = 8 2380 / 1580.
+ROW_MAX_ROWS = {4: 5, 8: 2}
 
 
 # ---------------------------------------------------------------------------
-# Path choice: measured crossovers, see README ("How a path is chosen").
+# Path choice: measured crossovers, see README ("How it is fast").
 
-def choose_path(n, Dx, H, Dy):
-    """The kernel for n rows of a (Dx, H, Dy) network (crossovers measured on 2 cores).
+def choose_path(n, Dx, H, Dy, itemsize=8):
+    """The kernel for n rows of a (Dx, H, Dy) network of ``itemsize``-byte floats
+    (crossovers measured on 2 cores).
 
     Narrow layers (Dx H + H Dy <= 256) take the transposed tiles: a tile's work is a
     handful of vector operations per weight, while each BLAS call costs a microsecond or
-    more; from (10, 20, 10) on, BLAS wins (README, "How it is fast").
+    more; from (10, 20, 10) on, BLAS wins (README, "How it is fast"). A W1 beyond the
+    cache keeps the row kernel for a few rows: it streams the weights once per row, the
+    BLAS path about five times per call.
     """
     if Dx * H + H * Dy <= 256:
         if n <= 1:
             return "row"
         return "tile" if n < 512 else "narrow"
-    return "row" if n <= 2 else "blas"
+    if n <= 1 or (Dx * H >= W1_BEYOND_CACHE and n <= ROW_MAX_ROWS[itemsize]):
+        return "row"
+    return "blas"
 
 
 def tile_rows(Dx, H, Dy):
@@ -62,7 +74,7 @@ def blas_chunk_rows(Dx, H, Dy):
     rows, 60 at 512; (784, 128, 10) 84-86 at 64-128, 81 at 256, 76 at 1024; but
     (1024, 1024, 1024) 96-97 at 256 against 94 at 128.
     """
-    return 256 if Dx * H >= 1 << 18 else 128
+    return 256 if Dx * H >= W1_BEYOND_CACHE else 128
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +302,7 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
     grad = _empty(len(params), params.dtype) if out is None else out  # len: no shape tuple
     Dx, H, Dy = dims
     if path is None:
-        path = choose_path(len(data), Dx, H, Dy)
+        path = choose_path(len(data), Dx, H, Dy, grad.itemsize)
     k = _compiled.get(path)  # only "row" and "tile" name a kernel of their own
     try:
         if k is not None:
