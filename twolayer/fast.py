@@ -30,7 +30,8 @@ BLAS_ACCUMULATOR_BYTES = 48 << 20
 W1_BEYOND_CACHE = 1 << 18
 # Rows up to which the row kernel beats the BLAS path when W1 is beyond the cache, by
 # itemsize. Measured on (1024, 1024, 1024), us per call (row / BLAS): float64 N = 2
-# 1850 / 2150-2830, N = 3 2600 / 2190; float32 N = 5 1500 / 1680, N = 8 2380 / 1580.
+# 1850 / 2150-2830, N = 3 2600 / 2190; float32 N = 5 1500 / 1680, N = 6 a tie
+# (1810-1850 / 1920-1990), N = 8 2380 / 1580.
 ROW_MAX_ROWS = {4: 5, 8: 2}
 
 
