@@ -106,6 +106,30 @@ def test_bad_out(backend, make_out, error, pattern):
         forward_backward_prop(data, labels, params, DIMS, backend=backend, out=make_out())
 
 
+def test_read_only_out_is_refused(backend):
+    data, labels, params = good()
+    out = np.zeros(P)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out: expected a writeable, C-contiguous array"):
+        forward_backward_prop(data, labels, params, DIMS, backend=backend, out=out)
+
+
+@pytest.mark.parametrize("which", ["labels is a view of out", "out overlaps data in one buffer"])
+def test_out_sharing_memory_with_an_input_is_refused(backend, which):
+    data, labels, params = good()
+    given = (data.copy(), labels.copy())
+    if which == "labels is a view of out":  # out owns the memory: labels.base is out
+        out = np.zeros(P)
+        labels = out[:12].reshape(6, 2)
+    else:  # both views of one buffer, sharing out's last 4 elements
+        buf = np.zeros(P + 20)
+        out, data = buf[:P], buf[P - 4 :].reshape(6, 4)
+    data[:], labels[:] = given
+    with pytest.raises(ValueError, match="out: must not share memory"):
+        forward_backward_prop(data, labels, params, DIMS, backend=backend, out=out)
+    assert np.array_equal(data, given[0]) and np.array_equal(labels, given[1])
+
+
 def test_out_aliasing_params_is_refused(backend):
     data, labels, params = good()
     before = params.copy()

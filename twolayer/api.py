@@ -104,7 +104,7 @@ def forward_backward_prop(data, labels, params, dimensions, *, backend=None, out
     """
     data, labels, params, dims = check_inputs(data, labels, params, dimensions)
     if out is not None:
-        check_out(out, params.shape[0], params.dtype, (data, labels, params))
+        check_out(out, len(params), params.dtype, data, labels, params)
     try:  # _compute_function, inlined: this runs on every call
         compute = _loaded[backend]
     except (KeyError, TypeError):
