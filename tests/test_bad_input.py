@@ -114,13 +114,17 @@ def test_read_only_out_is_refused(backend):
         forward_backward_prop(data, labels, params, DIMS, backend=backend, out=out)
 
 
-@pytest.mark.parametrize("which", ["labels is a view of out", "out overlaps data in one buffer"])
+@pytest.mark.parametrize("which", ["labels is a view of out", "labels is out's exported buffer",
+                                   "out overlaps data in one buffer"])
 def test_out_sharing_memory_with_an_input_is_refused(backend, which):
     data, labels, params = good()
     given = (data.copy(), labels.copy())
     if which == "labels is a view of out":  # out owns the memory: labels.base is out
         out = np.zeros(P)
         labels = out[:12].reshape(6, 2)
+    elif which == "labels is out's exported buffer":  # labels.base is a memoryview, not out
+        out = np.zeros(P)
+        labels = np.frombuffer(memoryview(out)[:12]).reshape(6, 2)
     else:  # both views of one buffer, sharing out's last 4 elements
         buf = np.zeros(P + 20)
         out, data = buf[:P], buf[P - 4 :].reshape(6, 4)
