@@ -9,8 +9,8 @@ chunk order: the result does not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, matrix, pack_tile, param_views, reduce_chunks,
-                     softmax_xent_columns)
+from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, hidden_units, matrix, pack_tile, param_views,
+                     reduce_chunks, softmax_xent_columns)
 from .mathfn import vexp
 
 
@@ -139,11 +139,14 @@ def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, 
 
 
 @njit(**ENTRY)
-def tile_forward_backward(data, labels, params, Dx, H, Dy, grad):
+def tile_forward_backward(data, labels, params, grad):
     """A small batch as one tile of T = N rounded up to 8 rows, no threads.
 
-    data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+    data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost. The
+    dimensions come from the shapes, as in single.rows_forward_backward.
     """
+    Dx, Dy = data.shape[1], labels.shape[1]
+    H = hidden_units(Dx, Dy, params.shape[0])
     grad[:] = 0
     T = max(8, (data.shape[0] + 7) // 8 * 8)
     ws = np.empty(_scratch_size(Dx, H, Dy, T), data.dtype)

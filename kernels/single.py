@@ -9,7 +9,7 @@ every access pays a wraparound check, and the loops stop vectorizing.)
 import numpy as np
 from numba import njit
 
-from .common import ENTRY, JIT, param_views, softmax_xent_row
+from .common import ENTRY, JIT, hidden_units, param_views, softmax_xent_row
 from .mathfn import vexp
 
 
@@ -73,8 +73,13 @@ def add_scaled_or_set(g, a, v, first):
 
 
 @njit(**ENTRY)
-def rows_forward_backward(data, labels, params, Dx, H, Dy, grad):
-    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost."""
+def rows_forward_backward(data, labels, params, grad):
+    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+
+    The dimensions come from the shapes: as three more arguments they cost 0.08 us of
+    a 1.9 us call at N = 1 (Numba unboxes every argument)."""
+    Dx, Dy = data.shape[1], labels.shape[1]
+    H = hidden_units(Dx, Dy, params.shape[0])
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
     if data.shape[0] == 0:

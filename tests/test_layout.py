@@ -3,12 +3,14 @@ import numpy as np
 import pytest
 
 from twolayer import SHAPES, flop_count, pack_params, param_count, unpack_params
+from twolayer.layout import hidden_units
 
 
 @pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (3, 7, 2), *SHAPES.values()])
 def test_param_count(dims):
     Dx, H, Dy = dims
     assert param_count(dims) == (Dx + 1) * H + (H + 1) * Dy
+    assert hidden_units(Dx, Dy, param_count(dims)) == H  # how the row and tile kernels find H
 
 
 def test_unpack_is_row_major_views_in_order():

@@ -66,6 +66,11 @@ def param_offsets(Dx, H, Dy):
     return 0, o_b1, o_W2, o_b2, o_b2 + Dy
 
 
+def hidden_units(Dx, Dy, P):
+    """H of a params vector of length P = (Dx + 1) * H + (H + 1) * Dy (the inverse of the total above)."""
+    return (P - Dy) // (Dx + 1 + Dy)
+
+
 def unpack_params(params, dimensions):
     """Views ``(W1, b1, W2, b2)`` into the flat vector ``params`` (no copy when contiguous).
 
