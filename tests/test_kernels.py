@@ -63,6 +63,11 @@ def test_every_path_overwrites_a_gradient_buffer_full_of_nan(path, n, rng):
     assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
 
 
+def test_narrow_layers_keep_the_row_path_for_two_rows():
+    cs224n = twolayer.SHAPES["cs224n"]
+    assert [fast.choose_path(n, *cs224n) for n in (1, 2, 3, 511, 512)] == ["row", "row", "tile", "tile", "narrow"]
+
+
 def test_a_w1_beyond_the_cache_keeps_the_row_path_for_a_few_rows():
     wide, mnist = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"]
     assert [fast.choose_path(n, *wide, 8) for n in (1, 2, 3)] == ["row", "row", "blas"]

@@ -33,6 +33,11 @@ W1_BEYOND_CACHE = 1 << 18
 # 1850 / 2150-2830, N = 3 2600 / 2190; float32 N = 5 1500 / 1680, N = 6 a tie
 # (1810-1850 / 1920-1990), N = 8 2380 / 1580.
 ROW_MAX_ROWS = {4: 5, 8: 2}
+# Rows up to which the row kernel beats one tile on narrow layers (a tile costs about
+# 250 short loops for (10, 5, 10) whatever its rows). Measured, us per kernel call, row / tile, N = 2:
+# (10,5,10) 1.11 / 1.52, (20,10,5) 1.31 / 2.28, (4,16,10) 1.25 / 2.34, (100,2,20) 1.94 / 2.89;
+# only (1,1,1) lost, 0.86 / 0.74. At N = 3 the tile won for (3,7,2) and (1,1,1).
+NARROW_ROW_MAX_ROWS = 2
 
 
 # ---------------------------------------------------------------------------
@@ -44,12 +49,13 @@ def choose_path(n, Dx, H, Dy, itemsize=8):
 
     Narrow layers (Dx H + H Dy <= 256) take the transposed tiles: a tile's work is a
     handful of vector operations per weight, while each BLAS call costs a microsecond or
-    more; from (10, 20, 10) on, BLAS wins (README, "How it is fast"). A W1 beyond the
-    cache keeps the row kernel for a few rows: it streams the weights once per row, the
-    BLAS path about five times per call.
+    more; from (10, 20, 10) on, BLAS wins (README, "How it is fast"); but one or two rows
+    take the row kernel, since a tile costs a few hundred short loops whatever its rows.
+    A W1 beyond the cache keeps the row kernel for a few rows: it streams the weights
+    once per row, the BLAS path about five times per call.
     """
     if Dx * H + H * Dy <= 256:
-        if n <= 1:
+        if n <= NARROW_ROW_MAX_ROWS:
             return "row"
         return "tile" if n < 512 else "narrow"
     if n <= 1 or (Dx * H >= W1_BEYOND_CACHE and n <= ROW_MAX_ROWS[itemsize]):
