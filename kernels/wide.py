@@ -13,7 +13,10 @@ single-threaded BLAS, so that one thread pool works at a time and the elementwis
 passes run in parallel too. Chunks bound the workspace whatever N is; the weight
 gradients accumulate inside the GEMM (beta = 1 after a block's first chunk).
 """
+import math
+
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from .blas import gemm
 from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, matrix, pack_tile, param_views, reduce_chunks,
@@ -27,22 +30,38 @@ from .mathfn import vexp
 COLUMNS_MAX_DY = 64
 
 
+@register_jitable  # a plain function in Python, callable from jitted code too
+def bias_tile_rows(H):
+    """Rows of b1 repeated in the bias tile: the fewest with a multiple of 64 elements, so
+    that whole vector steps (up to 4 x 16 lanes) cover them (see hidden_activation)."""
+    return 64 // math.gcd(H, 64)
+
+
 def scratch_size(Dx, H, Dy, R):
-    """Elements of chunk scratch: h and d (R, H), zT and yT (Dy, R), four rows of R."""
-    return R * (2 * H + 2 * Dy + 4)  # h, d, z or zT, yT, rows
+    """Elements of chunk scratch: h and d (R, H), zT and yT (Dy, R), four rows of R, the
+    bias tile."""
+    return R * (2 * H + 2 * Dy + 4) + bias_tile_rows(H) * H
 
 
 _scratch_size = njit(scratch_size)
 
 
 @njit(**JIT)
-def hidden_activation(Z, b1):
-    # Z (R, H) = x W1 -> h = sigmoid(Z + b1), in place
+def hidden_activation(Z, bias_tile):
+    # Z (n * H,) = x W1, flattened -> h = sigmoid(Z + b1), in place. bias_tile is b1
+    # repeated bias_tile_rows(H) times, so the loop runs over that many rows at once with
+    # no scalar remainder per row: row by row, H = 100 left 4 of every 100 exps scalar,
+    # and (50, 100, 5) spent 450 instead of 370 us per 4096 rows here (one thread).
     one = Z.dtype.type(1.0)
-    for r in range(Z.shape[0]):
-        z = Z[r]
-        for j in range(Z.shape[1]):
-            z[j] = one / (one + vexp(-(z[j] + b1[j])))
+    L = bias_tile.shape[0]
+    whole = Z.shape[0] // L * L
+    for r0 in range(0, whole, L):
+        z = Z[r0 : r0 + L]
+        for m in range(L):
+            z[m] = one / (one + vexp(-(z[m] + bias_tile[m])))
+    z = Z[whole:]  # the last rows, fewer than a tile
+    for m in range(z.shape[0]):
+        z[m] = one / (one + vexp(-(z[m] + bias_tile[m])))
 
 
 @njit(**JIT)
@@ -116,6 +135,10 @@ def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
     d_ws = matrix(scratch[R * H : 2 * R * H], R, H)
     o = 2 * R * H
     z_ws, yT_ws, rows_ws = scratch[o : o + R * Dy], scratch[o + R * Dy : o + 2 * R * Dy], scratch[o + 2 * R * Dy :]
+    o += 2 * R * Dy + 4 * R
+    bias_tile = scratch[o : o + bias_tile_rows(H) * H]
+    for r in range(0, bias_tile.shape[0], H):
+        bias_tile[r : r + H] = b1
     columns = Dy <= COLUMNS_MAX_DY
     cost = 0.0
     for c0 in range(r0, r1, R):
@@ -125,7 +148,7 @@ def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
         h, d = h_ws[:n], d_ws[:n]
         beta = 0.0 if c0 == r0 else 1.0
         gemm(x, False, W1, False, h, 0.0)  # h = x W1
-        hidden_activation(h, b1)  # h = sigmoid(x W1 + b1)
+        hidden_activation(scratch[: n * H], bias_tile)  # h (the same memory) = sigmoid(x W1 + b1)
         if columns:
             yT = matrix(yT_ws[: Dy * n], Dy, n)
             pack_tile(labels, c0, n, yT)

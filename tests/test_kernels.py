@@ -22,7 +22,8 @@ RTOL = {np.float64: 1e-12, np.float32: 1e-4}
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (3, 1, 7), (1, 6, 2), (7, 13, 3), (20, 9, 11)])
+# (5, 100, 3): H = 100 tiles the BLAS path's bias 16 rows at a time, whole tiles and a tail.
+@pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (3, 1, 7), (1, 6, 2), (7, 13, 3), (20, 9, 11), (5, 100, 3)])
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 129, 700])
 def test_every_path_matches_the_oracle(path, dims, n, rng):
     data, labels, params = random_problem(rng, n, dims, scale=0.7)
