@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from twolayer import peers
+from twolayer import benchmark, peers
 
 
 def twolayer_cli(*args):
@@ -71,3 +71,14 @@ def test_a_missing_peer_is_named_with_its_install_command():
         c0, g0 = make_call("numpy", SHAPES["cs224n"], "float64")(data, labels, params)
         c1, g1 = make_call(name, SHAPES["cs224n"], "float64")(data, labels, params)
         assert abs(c0 - c1) < 1e-9 * c0 and np.allclose(g0, g1, rtol=1e-9, atol=1e-12)
+
+
+def test_each_measurement_first_lets_the_previous_backend_settle(monkeypatch):
+    slept = []
+    monkeypatch.setattr(benchmark.time, "sleep", slept.append)
+    records = benchmark.sweep(["cs224n"], [1], ["float64"], ["numpy", "numba"], budget=0.0)
+    assert [r.backend for r in records] == ["numpy", "numba"]
+    assert slept == [benchmark.SETTLE_SECONDS] * 2 and benchmark.SETTLE_SECONDS > 0
+    slept.clear()
+    benchmark.sweep(["cs224n"], [1], ["float64"], ["numba"], budget=0.0, settle=0.0)
+    assert slept == [0.0]

@@ -80,11 +80,20 @@ class Record:
         return asdict(self)
 
 
-def measure(shape, n, dtype, backend, budget=0.25):
+# Seconds of idleness before each measurement. The backend measured just before leaves
+# its thread pool spinning (NumPy's OpenBLAS: about 2^28 cycles, 75 ms here), and that
+# takes a core from the next one: right after NumPy's calls, the first ten calls of
+# (10,5,10) N = 65536 took 6 and 2 ms by turns against 1.5-1.8 ms steady, and
+# (784,128,10) N = 4096 took 36-51 ms for 0.1 s against 20 ms. 0.2 s let it settle.
+SETTLE_SECONDS = 0.2
+
+
+def measure(shape, n, dtype, backend, budget=0.25, settle=SETTLE_SECONDS):
     """One Record (speedup left for ``attach_speedups``)."""
     dims = SHAPES[shape]
     data, labels, params = make_problem(dims, n, dtype)
     f = make_call(backend, dims, dtype)
+    time.sleep(settle)
     seconds = median_seconds(lambda: f(data, labels, params), budget=budget)
     gflops = flop_count(n, dims) / seconds / 1e9
     return Record(shape, dims, n, np.dtype(dtype).name, backend, seconds, n / seconds, gflops,
@@ -100,12 +109,14 @@ def attach_speedups(records):
     return records
 
 
-def sweep(shapes, batch_sizes, dtypes, backends, budget=0.25, progress=None):
-    """Records for every point of the grid; ``progress(done, total, label)`` after each."""
+def sweep(shapes, batch_sizes, dtypes, backends, budget=0.25, progress=None, settle=SETTLE_SECONDS):
+    """Records for every point of the grid; ``progress(done, total, label)`` after each.
+    The backends take turns at each point, so that a drift of the machine's speed
+    touches them alike."""
     points = [(s, n, d, b) for s in shapes for n in batch_sizes_for(s, batch_sizes) for d in dtypes for b in backends]
     records = []
     for i, (shape, n, dtype, backend) in enumerate(points):
-        records.append(measure(shape, n, dtype, backend, budget=budget))
+        records.append(measure(shape, n, dtype, backend, budget=budget, settle=settle))
         if progress is not None:
             progress(i + 1, len(points), f"{shape} N={n} {dtype} {backend}")
     return attach_speedups(records)
