@@ -64,6 +64,13 @@ def test_every_path_overwrites_a_gradient_buffer_full_of_nan(path, n, rng):
     assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
 
 
+def test_no_more_than_one_row_always_takes_the_row_path():
+    # fast.forward_backward relies on it to skip choose_path at N <= 1
+    for dims in [*twolayer.SHAPES.values(), (1, 1, 1), (300, 300, 300)]:
+        for itemsize in (4, 8):
+            assert [fast.choose_path(n, *dims, itemsize) for n in (0, 1)] == ["row", "row"], (dims, itemsize)
+
+
 def test_narrow_layers_keep_the_row_path_for_two_rows():
     cs224n = twolayer.SHAPES["cs224n"]
     assert [fast.choose_path(n, *cs224n) for n in (1, 2, 3, 511, 512)] == ["row", "row", "tile", "tile", "narrow"]
