@@ -13,6 +13,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils, codegen, config
 from numba.extending import intrinsic, overload
 
 # No 'reassoc' here: it would let LLVM fold the two-constant ln 2 reduction into one.
@@ -39,6 +40,38 @@ _f64_from_bits = _bitcast(types.int64, types.float64, ir.DoubleType())
 _bits_from_f64 = _bitcast(types.float64, types.int64, ir.IntType(64))
 _f32_from_bits = _bitcast(types.int32, types.float32, ir.FloatType())
 _bits_from_f32 = _bitcast(types.float32, types.int32, ir.IntType(32))
+
+
+def _target_has_avx512():
+    """Whether Numba compiles for AVX-512F, by Numba's own rule (NUMBA_CPU_FEATURES, else
+    the host's features). Compiled code, and Numba's cache, follow the same features."""
+    try:
+        features = config.CPU_FEATURES if config.CPU_FEATURES is not None else codegen.get_host_cpu_features()
+    except Exception:  # a Numba without this helper: the portable form
+        return False
+    return "+avx512f" in features.split(",")
+
+
+# The last step of exp, p * 2**k: with AVX-512, one vscalefpd (LLVM's ldexp), which gets
+# subnormal and overflowing results right by itself; float64 exp 0.87 -> 0.78 ns. Without
+# AVX-512 LLVM expands a vector ldexp into a slow sequence (6.5 against 1.6 ns per exp
+# measured with AVX2 features), so there 2**k is built from bits as two factors.
+SCALE_BY_LDEXP = _target_has_avx512()
+
+
+@intrinsic
+def _ldexp(typingctx, x, k):
+    """x * 2**k (llvm.ldexp) for a float32 or float64 x and an int32 k."""
+    if x not in (types.float32, types.float64) or k != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        fty = context.get_value_type(signature.args[0])
+        name = "llvm.ldexp.f64.i32" if signature.args[0] == types.float64 else "llvm.ldexp.f32.i32"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [fty, ir.IntType(32)]), name)
+        return builder.call(fn, args)
+
+    return x(x, k), codegen
 
 
 @njit(fastmath=EXACT, error_model="numpy")
@@ -69,13 +102,16 @@ def exp64(x):
     k = np.floor(xc * LOG2E + 0.5)
     r = (xc - k * LN2_HI) - k * LN2_LO
     p = horner(_EXP64, r)
-    # 2**k as two factors, so that k down to -1076 (subnormal results) and up to 1024
-    # (overflow to inf) need no special case.
-    ki = np.int64(k)
-    k1 = ki >> 1
-    s1 = _f64_from_bits((k1 + 1023) << 52)
-    s2 = _f64_from_bits((ki - k1 + 1023) << 52)
-    y = p * s1 * s2
+    if SCALE_BY_LDEXP:
+        y = _ldexp(p, np.int32(k))
+    else:
+        # 2**k as two factors, so that k down to -1076 (subnormal results) and up to 1024
+        # (overflow to inf) need no special case.
+        ki = np.int64(k)
+        k1 = ki >> 1
+        s1 = _f64_from_bits((k1 + 1023) << 52)
+        s2 = _f64_from_bits((ki - k1 + 1023) << 52)
+        y = p * s1 * s2
     return y if x == x else x  # NaN in, NaN out (the clamp above would lose it)
 
 
@@ -97,12 +133,15 @@ def exp32(x):
     k = np.floor(xc * _LOG2E_F32 + _HALF32)
     r = (xc - k * _LN2_F32_HI) - k * _LN2_F32_LO
     p = horner(_EXP32, r)
-    # Numba widens int32 arithmetic to int64: narrow explicitly before the bitcast.
     ki = np.int32(k)
-    k1 = ki >> 1
-    s1 = _f32_from_bits(np.int32((k1 + 127) << 23))
-    s2 = _f32_from_bits(np.int32((ki - k1 + 127) << 23))
-    y = p * s1 * s2
+    if SCALE_BY_LDEXP:
+        y = _ldexp(p, ki)
+    else:
+        # Numba widens int32 arithmetic to int64: narrow explicitly before the bitcast.
+        k1 = ki >> 1
+        s1 = _f32_from_bits(np.int32((k1 + 127) << 23))
+        s2 = _f32_from_bits(np.int32((ki - k1 + 127) << 23))
+        y = p * s1 * s2
     return y if x == x else x
 
 

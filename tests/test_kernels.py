@@ -129,6 +129,21 @@ def test_vectorized_exp_and_log_are_within_two_ulp(dtype):
     assert np.max(np.abs(out[: y.size] - ref) / np.maximum(1, np.abs(ref))) <= 2 * finfo.eps
 
 
+_AVX2_ONLY = "+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+popcnt,+sse4.2,-avx512f,-avx512vl,-avx512dq,-avx512bw,-avx512cd"
+
+
+def test_exp_keeps_its_accuracy_where_2_to_the_k_is_built_from_bits():
+    """Without AVX-512, exp builds 2**k from bits instead of calling ldexp (slow there):
+    the accuracy and special-value tests above, run again compiled for AVX2."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": _AVX2_ONLY}
+    check = "from twolayer.kernels import mathfn; assert not mathfn.SCALE_BY_LDEXP"
+    assert subprocess.run([sys.executable, "-c", check], env=env, timeout=300).returncode == 0
+    tests = [f"{__file__}::test_vectorized_exp_and_log_{name}" for name in ("are_within_two_ulp", "special_values")]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and "4 passed" in result.stdout, result.stdout[-2000:]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_vectorized_exp_and_log_special_values(dtype):
     big = 1000.0
