@@ -82,3 +82,8 @@ def test_each_measurement_first_lets_the_previous_backend_settle(monkeypatch):
     slept.clear()
     benchmark.sweep(["cs224n"], [1], ["float64"], ["numba"], budget=0.0, settle=0.0)
     assert slept == [0.0]
+
+
+def test_a_negative_settle_time_is_refused_by_name():
+    result = twolayer_cli("bench", "--settle", "-1")
+    assert result.returncode == 2 and "--settle" in result.stderr and "expected a number of seconds >= 0, got -1" in result.stderr

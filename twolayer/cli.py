@@ -150,6 +150,13 @@ def _positive_int(text):
     return value
 
 
+def _seconds(text):
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="twolayer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,7 +178,7 @@ def build_parser():
                        help="default: numpy, numba and every installed peer (torch, jax)")
     bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
     bench.add_argument("--budget", type=float, default=0.25, help="seconds of timing per point (default 0.25)")
-    bench.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+    bench.add_argument("--settle", type=_seconds, default=SETTLE_SECONDS,
                        help=f"idle seconds before each point, for the previous backend's threads to stop "
                             f"spinning (default {SETTLE_SECONDS})")
     bench.add_argument("--json", metavar="PATH", help="write one record per measurement")
