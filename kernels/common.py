@@ -1,7 +1,8 @@
 """What every kernel shares: compiler flags, cheap 2-D views and the parameter views,
 the softmax and cross-entropy of one row or of a transposed tile (and the packing of
-rows into such a tile), chunked workspaces and the fixed-order reduction of per-chunk
-results."""
+rows into such a tile, and cache hints for rows to come), chunked workspaces and the
+fixed-order reduction of per-chunk results."""
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
@@ -101,6 +102,31 @@ def pack_tile(src, r0, n, dst):
         for d in range(src.shape[1]):
             dst[d, t] = src[r0 + t, d]
     dst[:, n:T] = 0
+
+
+@intrinsic
+def _prefetch(typingctx, src, i):
+    """Hint the cache line holding element i (in memory order) of a C-contiguous array into
+    the caches (llvm.prefetch: read, locality 2 of 3); a hint never faults."""
+    if not (isinstance(src, types.Array) and src.layout == "C" and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = builder.gep(make_array(sig.args[0])(context, builder, args[0]).data, [args[1]])
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+
+    return types.none(src, types.intp), codegen
+
+
+@njit(**JIT)
+def prefetch_rows(src, r0, r1):
+    # src (N, D) C-contiguous: one hint per 64-byte line of rows r0..r1
+    for e in range(r0 * src.shape[1], r1 * src.shape[1], 64 // src.itemsize):
+        _prefetch(src, e)
 
 
 @njit(**JIT)

@@ -12,6 +12,7 @@ from numba import types
 
 import twolayer
 from twolayer import fast, param_count, unpack_params
+from twolayer.kernels import narrow
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
@@ -166,6 +167,7 @@ def test_vectorized_exp_and_log_special_values(dtype):
     [
         ("single.rows_forward_backward", lambda f32: fast._signature("simple", f32)),
         ("narrow.tiles_forward_backward", None),
+        ("narrow.tiles_forward_backward_hinted", None),
         ("wide.chunks_forward_backward", None),
     ],
 )
@@ -208,6 +210,22 @@ def test_narrow_path_is_bitwise_identical_across_thread_counts_and_calls():
     for cost, grad in results[1:]:
         assert cost == results[0][0]
         assert np.array_equal(grad, results[0][1])
+
+
+def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(rng):
+    """Past HINT_FROM_BYTES the narrow path hints each next tile into cache (a loop of
+    its own, compiled apart from the plain one); its results must be as right."""
+    Dx, H, Dy = dims = twolayer.SHAPES["cs224n"]
+    n = narrow.HINT_FROM_BYTES // ((Dx + Dy) * 8) + 1000
+    data, labels, params = random_problem(rng, n, dims)
+    assert fast.choose_path(n, *dims) == "narrow"
+    for threads in (1, 2):
+        twolayer.set_num_threads(threads)
+        try:
+            cost, grad = fast.forward_backward(data, labels, params, dims, path="narrow")
+        finally:
+            twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
 
 
 def test_blas_path_is_bitwise_identical_across_calls():
