@@ -13,7 +13,7 @@ from numba import types
 import twolayer
 from twolayer import fast, param_count, unpack_params
 from twolayer.kernels import narrow
-from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, param_views
+from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
 from oracle import assert_close_to_oracle, random_problem
@@ -82,6 +82,23 @@ def test_a_w1_beyond_the_cache_keeps_the_row_path_for_a_few_rows():
     assert [fast.choose_path(n, *wide, 8) for n in (1, 2, 3)] == ["row", "row", "blas"]
     assert [fast.choose_path(n, *wide, 4) for n in (5, 6)] == ["row", "blas"]
     assert [fast.choose_path(n, *mnist, 4) for n in (1, 2)] == ["row", "blas"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_tile_transposes_rows_and_zeroes_the_rest(dtype, rng):
+    """Blocks of 8 x 8 go through registers when D >= 8, overlapping at the last block of
+    columns; leftover rows go one by one. Every D around a multiple of 8, every n mod 8."""
+    T = 24
+    for D in (1, 7, 8, 9, 10, 15, 16, 17, 20):
+        src = rng.standard_normal((40, D)).astype(dtype)
+        before = src.copy()
+        for r0, n in ((0, 0), (3, 5), (0, 8), (5, 13), (1, 16), (16, 24), (2, 23)):
+            dst = np.full((D, T), np.nan, dtype)
+            pack_tile(src, r0, n, dst)
+            expected = np.zeros((D, T), dtype)
+            expected[:, :n] = src[r0 : r0 + n].T
+            assert np.array_equal(dst, expected), (D, r0, n)
+        assert np.array_equal(src, before)
 
 
 def test_param_views_agree_with_the_layout():
@@ -176,6 +193,8 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
     module_name, name = worker.split(".")
     py_func = getattr(getattr(twolayer.kernels, module_name), name).py_func
     fresh = numba.njit(**{**JIT, "cache": False})(py_func)  # cached code cannot be inspected
+    if module_name == "wide":
+        assert fast._numpy_blas()  # its GEMM symbols must be bound before it compiles
     f32 = types.float32
     if signature is not None:
         sig = signature(f32)
