@@ -73,15 +73,28 @@ def test_a_missing_peer_is_named_with_its_install_command():
         assert abs(c0 - c1) < 1e-9 * c0 and np.allclose(g0, g1, rtol=1e-9, atol=1e-12)
 
 
-def test_each_measurement_first_lets_the_previous_backend_settle(monkeypatch):
-    slept = []
-    monkeypatch.setattr(benchmark.time, "sleep", slept.append)
-    records = benchmark.sweep(["cs224n"], [1], ["float64"], ["numpy", "numba"], budget=0.0)
-    assert [r.backend for r in records] == ["numpy", "numba"]
-    assert slept == [benchmark.SETTLE_SECONDS] * 2 and benchmark.SETTLE_SECONDS > 0
-    slept.clear()
-    benchmark.sweep(["cs224n"], [1], ["float64"], ["numba"], budget=0.0, settle=0.0)
-    assert slept == [0.0]
+def test_backends_take_turns_at_each_point_each_turn_after_settling(monkeypatch):
+    events = []
+    monkeypatch.setattr(benchmark.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr(benchmark, "make_call", lambda backend, dims, dtype: lambda *args: events.append(backend))
+    records = benchmark.sweep(["cs224n"], [1, 4], ["float64"], ["numpy", "numba"], budget=0.0)
+    assert [(r.n, r.backend) for r in records] == [(1, "numpy"), (1, "numba"), (4, "numpy"), (4, "numba")]
+    sleeps = [e for e in events if isinstance(e, tuple)]
+    assert sleeps == [("sleep", benchmark.SETTLE_SECONDS)] * (4 * benchmark.ROUNDS) and benchmark.SETTLE_SECONDS > 0
+    after_each_sleep = [events[i + 1] for i, e in enumerate(events) if isinstance(e, tuple)]
+    assert after_each_sleep == ["numpy", "numba"] * (2 * benchmark.ROUNDS) and benchmark.ROUNDS > 1
+    events.clear()
+    benchmark.sweep(["cs224n"], [1], ["float64"], ["numba"], budget=0.0, settle=0.0, rounds=1)
+    assert [e for e in events if isinstance(e, tuple)] == [("sleep", 0.0)]
+
+
+def test_a_burst_in_one_turn_does_not_move_the_median(monkeypatch):
+    """Each backend's time is the median over all its turns' samples."""
+    monkeypatch.setattr(benchmark.time, "sleep", lambda seconds: None)
+    turns = iter([[2e-6, 2e-6], [9e-6, 9e-6], [2e-6, 2e-6], [1e-6, 1e-6], [2e-6, 2e-6], [1e-6, 1e-6]])
+    monkeypatch.setattr(benchmark, "timed_samples", lambda call, budget, warm_up: next(turns))
+    numpy_record, numba_record = benchmark.sweep(["cs224n"], [1], ["float64"], ["numpy", "numba"], rounds=3)
+    assert numpy_record.seconds == 2e-6 and numba_record.seconds == 1e-6 and numba_record.speedup == 2.0
 
 
 def test_a_negative_settle_time_is_refused_by_name():

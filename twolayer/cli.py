@@ -5,7 +5,7 @@ import sys
 
 from . import peers
 from .api import BACKENDS, resolve_backend, set_num_threads
-from .benchmark import SETTLE_SECONDS
+from .benchmark import ROUNDS, SETTLE_SECONDS
 from .helpers import sanity_check
 from .layout import SHAPES
 from .machine import describe, gemm_peak
@@ -82,7 +82,7 @@ def _bench(args, backends):
     print()
     progress = _progress_bar()
     records = sweep(args.shapes, args.batch_sizes or DEFAULT_BATCH_SIZES, args.dtypes, backends,
-                    budget=args.budget, progress=progress, settle=args.settle)
+                    budget=args.budget, progress=progress, settle=args.settle, rounds=args.rounds)
     progress(None, None, None)
     print(format_table(records))
     if args.json:
@@ -177,10 +177,12 @@ def build_parser():
     bench.add_argument("--backends", nargs="+", choices=[*BACKENDS[1:], *peers.PEERS],
                        help="default: numpy, numba and every installed peer (torch, jax)")
     bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
-    bench.add_argument("--budget", type=float, default=0.25, help="seconds of timing per point (default 0.25)")
+    bench.add_argument("--budget", type=float, default=0.25, help="seconds of timing per point and backend (default 0.25)")
     bench.add_argument("--settle", type=_seconds, default=SETTLE_SECONDS,
-                       help=f"idle seconds before each point, for the previous backend's threads to stop "
-                            f"spinning (default {SETTLE_SECONDS})")
+                       help=f"idle seconds before each turn of a backend, for the previous backend's threads "
+                            f"to stop spinning (default {SETTLE_SECONDS})")
+    bench.add_argument("--rounds", type=_positive_int, default=ROUNDS,
+                       help=f"turns each backend takes at each point, sharing the budget (default {ROUNDS})")
     bench.add_argument("--json", metavar="PATH", help="write one record per measurement")
     bench.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png); needs matplotlib")
     bench.set_defaults(handler=cmd_bench)
