@@ -9,8 +9,8 @@ chunk order: the result does not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, hidden_units, matrix, pack_tile, prefetch_rows, param_views,
-                     reduce_chunks, softmax_xent_columns)
+from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, hidden_units, matrix, pack_tile, param_views,
+                     prefetch_rows, reduce_chunks, softmax_xent_columns)
 from .mathfn import vexp
 
 

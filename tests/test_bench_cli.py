@@ -97,6 +97,7 @@ def test_a_burst_in_one_turn_does_not_move_the_median(monkeypatch):
     assert numpy_record.seconds == 2e-6 and numba_record.seconds == 1e-6 and numba_record.speedup == 2.0
 
 
-def test_a_negative_settle_time_is_refused_by_name():
-    result = twolayer_cli("bench", "--settle", "-1")
-    assert result.returncode == 2 and "--settle" in result.stderr and "expected a number of seconds >= 0, got -1" in result.stderr
+@pytest.mark.parametrize("option", ["--settle", "--budget"])
+def test_a_negative_time_is_refused_by_name(option):
+    result = twolayer_cli("bench", option, "-1")
+    assert result.returncode == 2 and option in result.stderr and "expected a number of seconds >= 0, got -1" in result.stderr

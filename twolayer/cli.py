@@ -177,7 +177,7 @@ def build_parser():
     bench.add_argument("--backends", nargs="+", choices=[*BACKENDS[1:], *peers.PEERS],
                        help="default: numpy, numba and every installed peer (torch, jax)")
     bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
-    bench.add_argument("--budget", type=float, default=0.25, help="seconds of timing per point and backend (default 0.25)")
+    bench.add_argument("--budget", type=_seconds, default=0.25, help="seconds of timing per point and backend (default 0.25)")
     bench.add_argument("--settle", type=_seconds, default=SETTLE_SECONDS,
                        help=f"idle seconds before each turn of a backend, for the previous backend's threads "
                             f"to stop spinning (default {SETTLE_SECONDS})")
