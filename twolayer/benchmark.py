@@ -79,7 +79,7 @@ class Record:
         return asdict(self)
 
 
-# Seconds of idleness before each measurement. The backend measured just before leaves
+# Seconds of idleness before each backend's turn. The backend measured just before leaves
 # its thread pool spinning (NumPy's OpenBLAS: about 2^28 cycles, 75 ms here), and that
 # takes a core from the next one: right after NumPy's calls, the first ten calls of
 # (10,5,10) N = 65536 took 6 and 2 ms by turns against 1.5-1.8 ms steady, and
