@@ -90,3 +90,47 @@ def test_children_after_the_parallel_kernel_finish_with_the_same_answers(method)
             got_grad, want = np.frombuffer(grad), np.frombuffer(want_grad)
             assert abs(cost - want_cost) <= 1e-14 * abs(want_cost)
             assert np.max(np.abs(got_grad - want)) <= 1e-14 * np.max(np.abs(want))
+
+
+_SECOND_TYPE_WHILE_CALLING = """
+import threading, numpy as np, twolayer
+from twolayer import fast
+rng = np.random.default_rng(3)
+dims = (10, 5, 10)
+problems = []
+for n in (1, 37, 3000):  # row, tile, narrow
+    d = rng.standard_normal((n, 10)); y = np.eye(10)[rng.integers(0, 10, n)]; p = rng.standard_normal(115)
+    problems.append((d, y, p, twolayer.forward_backward_prop(d, y, p, dims, backend="numba")))
+stop, bad, calls = threading.Event(), [], [0]
+def caller():  # float64 calls, all the time the float32 kernels are added
+    while not stop.is_set():
+        for d, y, p, (cost, grad) in problems:
+            c, g = twolayer.forward_backward_prop(d, y, p, dims, backend="numba")
+            bad.extend([] if c == cost and np.array_equal(g, grad) else [len(d)])
+            calls[0] += 1
+threads = [threading.Thread(target=caller) for _ in range(3)]
+for t in threads: t.start()
+for d, y, p, _ in problems:
+    d, y, p = (a.astype(np.float32) for a in (d, y, p))
+    c, g = twolayer.forward_backward_prop(d, y, p, dims, backend="numba")
+    c0, g0 = twolayer.forward_backward_prop(d, y, p, dims, backend="numpy")
+    assert g.dtype == np.float32 and abs(c - c0) <= 1e-4 * abs(c0), (len(d), c, c0)
+    assert np.max(np.abs(g - g0)) <= 1e-4 * np.max(np.abs(g0)), len(d)
+stop.set()
+for t in threads: t.join()
+assert not bad, bad
+assert {("row", np.dtype("float32")), ("tile", np.dtype("float32")), ("narrow_parallel", np.dtype("float32"))} <= fast._ready
+print(calls[0])
+"""
+
+
+def test_a_second_float_type_arrives_while_other_threads_call_the_first():
+    # A process starts with float64 calls on three Python threads; float32 kernels are then
+    # compiled (or loaded) and handed to the same dispatchers while those calls go on.
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _SECOND_TYPE_WHILE_CALLING], capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 0

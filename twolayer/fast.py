@@ -97,9 +97,13 @@ def blas_chunk_rows(Dx, H, Dy):
 
 
 # ---------------------------------------------------------------------------
-# Compilation: each entry kernel gets exactly two signatures (float32, float64), with the
-# inputs typed read-only so that read-only and writeable arrays share one compiled
-# version; then compilation is switched off, so no call can trigger another compile.
+# Compilation: each entry kernel is compiled for the float type of its first call, and
+# for the other one only if a call needs it (a typical user needs one: half the wait of a
+# first-ever compile, README "Compilation"). The inputs are typed
+# read-only, so that read-only and writeable arrays share one compiled version. A
+# dispatcher is published with compilation switched off, so no call can trigger another
+# compile; a second float type is compiled on a twin of the dispatcher (the same function,
+# so the same cache entries) and handed over as a finished overload.
 
 def _signature(kind, dt):
     ro2 = types.Array(dt, 2, "C", readonly=True)
@@ -120,25 +124,40 @@ _KERNELS = {
     "blas_serial": (wide.wide_serial, "chunked"),
     "blas_parallel": (wide.wide_parallel, "chunked"),
 }
-_compiled = {}
+_compiled = {}  # entry name -> its dispatcher, once compiled for a first float type
+_ready = set()  # (entry name, numpy dtype) pairs that _compiled's dispatchers accept
+_twins = {}  # entry name -> the twin dispatchers that compiled its later float types
 _compile_lock = threading.Lock()
 
 
-def kernel(name):
-    """The dispatcher of entry kernel ``name``, compiled for float32 and float64."""
-    k = _compiled.get(name)
-    if k is None:
+def kernel(name, dtype):
+    """The dispatcher of entry kernel ``name``, compiled (at least) for ``dtype``, a float32
+    or float64 numpy dtype."""
+    if (name, dtype) not in _ready:
         with _compile_lock:
-            if name not in _compiled:
-                dispatcher, kind = _KERNELS[name]
-                if name.startswith("blas") and not _numpy_blas():  # its GEMM symbols must be bound first
-                    raise RuntimeError("the BLAS kernels need NumPy's ILP64 OpenBLAS, which was not found")
-                for dt in (types.float32, types.float64):
-                    dispatcher.compile(_signature(kind, dt))
-                dispatcher.disable_compile()
-                _compiled[name] = dispatcher
-            k = _compiled[name]
-    return k
+            if (name, dtype) not in _ready:
+                _compile(name, dtype)
+    return _compiled[name]
+
+
+def _compile(name, dtype):
+    dispatcher, kind = _KERNELS[name]
+    if name.startswith("blas") and not _numpy_blas():  # its GEMM symbols must be bound first
+        raise RuntimeError("the BLAS kernels need NumPy's ILP64 OpenBLAS, which was not found")
+    signature = _signature(kind, numba.from_dtype(dtype))
+    if name not in _compiled:  # not published yet: no call can reach it meanwhile
+        dispatcher.compile(signature)
+        dispatcher.disable_compile()
+        _compiled[name] = dispatcher
+    else:
+        options = {k: v for k, v in dispatcher.targetoptions.items() if k != "nopython"}  # njit's own
+        twin = numba.njit(**options)(dispatcher.py_func)
+        twin.enable_caching()  # every entry kernel is cached (ENTRY); cache=True is not a target option
+        twin.compile(signature)
+        twin.disable_compile()
+        _twins.setdefault(name, []).append(twin)  # it owns the compiled code
+        dispatcher.add_overload(next(iter(twin.overloads.values())))
+    _ready.add((name, dtype))
 
 
 # ---------------------------------------------------------------------------
@@ -219,8 +238,8 @@ def _numpy_blas():
 
 
 def _run_parallel(name, args):
-    """Run a parallel kernel, or its serial twin where a parallel launch is unsafe or
-    pointless. The twin runs the same chunks in the same order (and the BLAS path's
+    """Run a parallel kernel, or its serial counterpart where a parallel launch is unsafe or
+    pointless. That one runs the same chunks in the same order (and the BLAS path's
     blocks with single-threaded BLAS either way), so the result is bitwise the same."""
     if name == "blas_parallel":
         with _single_threaded_blas:
@@ -230,14 +249,15 @@ def _run_parallel(name, args):
 
 def _run_parallel_kernel(name, args):
     serial = name.replace("_parallel", "_serial")
+    dtype = args[-1].dtype  # the gradient's
     if _threads == 1 or (_forked and _FORK_UNSAFE):
-        return kernel(serial)(*args)
+        return kernel(serial, dtype)(*args)
     if _workqueue_lock is not None and not _workqueue_lock.acquire(blocking=False):
-        return kernel(serial)(*args)  # another thread is inside the workqueue pool
+        return kernel(serial, dtype)(*args)  # another thread is inside the workqueue pool
     try:
         if numba.get_num_threads() != _threads:
             numba.set_num_threads(_threads)  # Numba's count is per calling thread
-        return kernel(name)(*args)
+        return kernel(name, dtype)(*args)
     finally:
         if _workqueue_lock is not None:
             _workqueue_lock.release()
@@ -297,13 +317,13 @@ def _chunked(path, data, labels, params, Dx, H, Dy, grad):
     ws = _workspace(blocks * (P + wide.scratch_size(Dx, H, Dy, R)), grad.dtype)
     args = (data, labels, params, Dx, H, Dy, R, per_block, blocks, ws, _chunk_costs(blocks), grad)
     if blocks == 1 and _threads > 1:
-        return kernel("blas_serial")(*args)  # one block: BLAS parallelizes each product
+        return kernel("blas_serial", grad.dtype)(*args)  # one block: BLAS parallelizes each product
     return _run_parallel("blas_parallel", args)
 
 
 def _compute(path, data, labels, params, dims, grad):
     if path == "row" or path == "tile":
-        return kernel(path)(data, labels, params, grad)
+        return kernel(path, grad.dtype)(data, labels, params, grad)
     return _chunked(path, data, labels, params, *dims, grad)
 
 
@@ -328,8 +348,10 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
             return k(data, labels, params, grad), grad
         return _compute(path, data, labels, params, dims, grad), grad
     except TypeError:
-        # The kernels are compiled for C-contiguous arrays only; anything else is copied once.
-        if data.flags.c_contiguous and labels.flags.c_contiguous and params.flags.c_contiguous:
+        # The kernel was not compiled for this float type yet (_compute compiles it), or
+        # the arrays are not C-contiguous, the only layout compiled: they are copied once.
+        contiguous = data.flags.c_contiguous and labels.flags.c_contiguous and params.flags.c_contiguous
+        if contiguous and (k is None or (path, grad.dtype) in _ready):
             raise
         data, labels, params = (np.ascontiguousarray(a) for a in (data, labels, params))
         return _compute(path, data, labels, params, dims, grad), grad
