@@ -8,18 +8,59 @@ chunk order: the result does not depend on the thread count.
 """
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, hidden_units, matrix, pack_tile, param_views,
                      prefetch_rows, reduce_chunks, softmax_xent_columns)
 from .mathfn import vexp
 
 
+@register_jitable  # a plain function in Python, callable from jitted code too
 def scratch_size(Dx, H, Dy, T):
     """Elements of tile scratch: xT, yT, zT, hT, dT and four row vectors."""
     return (Dx + 2 * Dy + 2 * H + 4) * T
 
 
-_scratch_size = njit(scratch_size)
+# Bytes of tile workspace up to which a tile may still double (tile_rows).
+TILE_BYTES = 80 << 10
+
+
+def tile_rows(Dx, H, Dy, itemsize):
+    """Rows per tile of the narrow path: the largest power of two from 32 to 256 whose
+    workspace (scratch_size) stays within TILE_BYTES (here L1 is 32 KiB, L2 1 MiB).
+
+    Measured on one thread, sizes alternated call by call (N = 4096-262144): float64
+    (10, 5, 10) 128 rows (45 KiB) beat 256 (90 KiB) by 6-10% from N = 65536 on (256 led
+    by 1-2% in L2), (50, 4, 10) 64 rows (42 KiB) beat 128 (84 KiB) by 3%, (30, 6, 10) 128
+    (68 KiB) tied with 64 or led by 5%; float32 (10, 5, 10) 256 rows (45 KiB) beat 128 by
+    9-11%, (30, 6, 10) 256 (68 KiB) beat 128 by 5%, (50, 4, 10) 128 (42 KiB) beat 256
+    (84 KiB) by 9%. The old rule (48 KiB counting 8-byte floats) left float32 tiles and
+    (20, 9, 11) at half their best size ((20, 9, 11) float64: 128 rows beat 64 by 2-7%).
+    """
+    per_row = scratch_size(Dx, H, Dy, 1) * itemsize
+    t = 32
+    while t < 256 and 2 * t * per_row <= TILE_BYTES:
+        t *= 2
+    return t
+
+
+# A batch too small for the chunked kernels is one tile, while its workspace stays within
+# ONE_TILE_BYTES; beyond, the fewest equal tiles that do. Measured on one thread, tile sizes
+# alternated call by call, us: (10, 5, 10) float64 N = 511 one tile (176 KiB) 23.6, two
+# 18.5; N = 448 17.0 / 16.2; N = 320 (110 KiB) 16.3 / 16.4; (20, 9, 11) float64 N = 320
+# (160 KiB) 22.3 / 20.7, N = 511 (256 KiB) 41.7 / 36.7, three 34.7; float32 (20, 9, 11)
+# N = 448 (112 KiB) 14.6 / 15.2, N = 511 (128 KiB) 18.8 / 16.2. One tile costs a few
+# hundred short loops whatever its rows, so it may grow past TILE_BYTES here.
+ONE_TILE_BYTES = 120 << 10
+
+
+@register_jitable
+def small_batch_tile_rows(n, Dx, H, Dy, itemsize):
+    """Rows per tile for a batch of n rows run as a few tiles (a multiple of 8, >= 8)."""
+    rows = max(8, (n + 7) // 8 * 8)
+    tiles = -(-(rows * scratch_size(Dx, H, Dy, 1) * itemsize) // ONE_TILE_BYTES)
+    return max(8, (-(-n // tiles) + 7) // 8 * 8)
+
 
 # The per-tile stages are inlined into their caller by Numba itself: as separate functions
 # LLVM kept them as calls, each passing its arrays as 7-word structs on the stack, 20 calls
@@ -227,7 +268,8 @@ tiles_forward_backward_hinted = _tiles_kernel(hint_next_tile=True)
 
 @njit(**ENTRY)
 def tile_forward_backward(data, labels, params, grad):
-    """A small batch as one tile of T = N rounded up to 8 rows, no threads.
+    """A small batch as one tile of N rows rounded up to 8, or a few equal tiles when that
+    one would be too big (small_batch_tile_rows); no threads.
 
     data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost. The
     dimensions come from the shapes, as in single.rows_forward_backward.
@@ -235,8 +277,8 @@ def tile_forward_backward(data, labels, params, grad):
     Dx, Dy = data.shape[1], labels.shape[1]
     H = hidden_units(Dx, Dy, params.shape[0])
     grad[:] = 0
-    T = max(8, (data.shape[0] + 7) // 8 * 8)
-    ws = np.empty(_scratch_size(Dx, H, Dy, T), data.dtype)
+    T = small_batch_tile_rows(data.shape[0], Dx, H, Dy, data.itemsize)
+    ws = np.empty(scratch_size(Dx, H, Dy, T), data.dtype)
     return tiles_forward_backward(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)
 
 
@@ -244,7 +286,7 @@ def tile_forward_backward(data, labels, params, grad):
 def _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
     # Block b runs its share of the chunks one after another, in one scratch region.
     chunks = costs.shape[0]
-    scratch = block_scratch(b, ws, chunks, grad.shape[0], _scratch_size(Dx, H, Dy, T))
+    scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, T))
     per_block = -(-chunks // blocks)
     for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
         acc = chunk_accumulator(c, ws, grad)

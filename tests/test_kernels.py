@@ -247,6 +247,20 @@ def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(
         assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
 
 
+@pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (20, 9, 11), (100, 2, 20), (5, 100, 3)])
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_a_small_batch_is_one_tile_or_the_fewest_equal_tiles_within_budget(dims, itemsize):
+    # (The tiles' results: test_every_path_matches_the_oracle forces the tile path at N = 700.)
+    per_row = narrow.scratch_size(*dims, 1) * itemsize
+    for n in range(1, 512):
+        T = narrow.small_batch_tile_rows(n, *dims, itemsize)
+        tiles = -(-n // T)
+        assert T >= 8 and T % 8 == 0 and (T - 8) * per_row < narrow.ONE_TILE_BYTES
+        rows = (n + 7) // 8 * 8  # as one tile
+        assert tiles == 1 or rows * per_row > (tiles - 1) * narrow.ONE_TILE_BYTES  # no fewer would do
+        assert n - (tiles - 1) * T > T - 8 * tiles  # equal tiles, up to rounding to 8 rows
+
+
 def test_blas_path_is_bitwise_identical_across_calls():
     dims = (60, 40, 7)
     data, labels, params = _rng_problem(5_000, dims)

@@ -63,29 +63,6 @@ def choose_path(n, Dx, H, Dy, itemsize=8):
     return "blas"
 
 
-# Bytes of tile workspace up to which a tile may still double (tile_rows).
-TILE_BYTES = 80 << 10
-
-
-def tile_rows(Dx, H, Dy, itemsize):
-    """Rows per tile of the narrow path: the largest power of two from 32 to 256 whose
-    workspace (narrow.scratch_size) stays within TILE_BYTES (here L1 is 32 KiB, L2 1 MiB).
-
-    Measured on one thread, sizes alternated call by call (N = 4096-262144): float64
-    (10, 5, 10) 128 rows (45 KiB) beat 256 (90 KiB) by 6-10% from N = 65536 on (256 led
-    by 1-2% in L2), (50, 4, 10) 64 rows (42 KiB) beat 128 (84 KiB) by 3%, (30, 6, 10) 128
-    (68 KiB) tied with 64 or led by 5%; float32 (10, 5, 10) 256 rows (45 KiB) beat 128 by
-    9-11%, (30, 6, 10) 256 (68 KiB) beat 128 by 5%, (50, 4, 10) 128 (42 KiB) beat 256
-    (84 KiB) by 9%. The old rule (48 KiB counting 8-byte floats) left float32 tiles and
-    (20, 9, 11) at half their best size ((20, 9, 11) float64: 128 rows beat 64 by 2-7%).
-    """
-    per_row = narrow.scratch_size(Dx, H, Dy, 1) * itemsize
-    t = 32
-    while t < 256 and 2 * t * per_row <= TILE_BYTES:
-        t *= 2
-    return t
-
-
 def blas_chunk_rows(Dx, H, Dy):
     """Rows per BLAS chunk: a chunk's activations stay in L2 between the GEMMs.
 
@@ -302,7 +279,7 @@ def _chunked(path, data, labels, params, Dx, H, Dy, grad):
     if path == "blas" and not _numpy_blas():
         path = "narrow"  # correct for any shape, only slower on wide layers
     if path == "narrow":
-        T = tile_rows(Dx, H, Dy, grad.itemsize)
+        T = narrow.tile_rows(Dx, H, Dy, grad.itemsize)
         per_chunk = max(1, -(-n // (T * NARROW_CHUNKS))) * T
         chunks = max(1, -(-n // per_chunk))
         blocks = min(_threads, chunks)
