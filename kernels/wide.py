@@ -37,13 +37,11 @@ def bias_tile_rows(H):
     return 64 // math.gcd(H, 64)
 
 
+@register_jitable
 def scratch_size(Dx, H, Dy, R):
     """Elements of chunk scratch: h and d (R, H), zT and yT (Dy, R), four rows of R, the
     bias tile."""
     return R * (2 * H + 2 * Dy + 4) + bias_tile_rows(H) * H
-
-
-_scratch_size = njit(scratch_size)
 
 
 @njit(**JIT)
@@ -165,7 +163,7 @@ def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
 def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
     blocks = costs.shape[0]
     acc = chunk_accumulator(b, ws, grad)
-    scratch = block_scratch(b, ws, blocks, grad.shape[0], _scratch_size(Dx, H, Dy, R))
+    scratch = block_scratch(b, ws, blocks, grad.shape[0], scratch_size(Dx, H, Dy, R))
     r0 = b * rows_per_block
     r1 = min(data.shape[0], r0 + rows_per_block)
     costs[b] = chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, acc)
