@@ -134,3 +134,50 @@ def test_a_second_float_type_arrives_while_other_threads_call_the_first():
                             timeout=900)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0
+
+
+# CPU time Numba's worker burns in 20 calls, each followed by 30 ms of idleness: libgomp's
+# default spin after a parallel region (300,000 rounds) costs milliseconds per call.
+_SPIN_PROBE = """
+import os, time
+from twolayer import fast
+from twolayer.benchmark import make_problem
+print(fast.THREADING_LAYER, os.environ.get("GOMP_SPINCOUNT"), fast.runtime_info()["openmp spin after a parallel region"], sep="|")
+dims = (10, 5, 10)
+data, labels, params = make_problem(dims, 4096, "float64")
+assert fast.choose_path(4096, *dims) == "narrow"
+fast.forward_backward(data, labels, params, dims)
+time.sleep(0.05)
+others = time.process_time() - time.thread_time()  # CPU time of all threads but this one
+for _ in range(20):
+    fast.forward_backward(data, labels, params, dims)
+    time.sleep(0.03)
+print(time.process_time() - time.thread_time() - others)
+"""
+
+
+def _spin_probe(**env):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")} | env
+    result = subprocess.run([sys.executable, "-c", _SPIN_PROBE], capture_output=True, text=True, timeout=900,
+                            env=env | {"NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": "omp"})
+    assert result.returncode == 0, result.stderr
+    layer, spincount, described, seconds = result.stdout.replace("\n", "|").strip("|").split("|")
+    assert layer == "omp"
+    return spincount, described, float(seconds)
+
+
+def test_numbas_openmp_workers_stop_spinning_soon_after_a_call():
+    # Our short spin, against the same process with libgomp's default asked for explicitly
+    # (which also shows that a user's GOMP_SPINCOUNT is kept). The variable we set does not
+    # stay in the environment, where child processes would inherit it.
+    pytest.importorskip("numba.np.ufunc.omppool", reason="Numba's OpenMP layer is not available here")
+    ours = _spin_probe()
+    default = _spin_probe(GOMP_SPINCOUNT="300000")
+    assert ours[:2] == ("None", f"{fast.OMP_SPIN_ROUNDS} rounds (set by twolayer)")
+    assert default[:2] == ("300000", "as GOMP_SPINCOUNT / OMP_WAIT_POLICY say")
+    assert default[2] > 0.05, default  # the probe sees the default spin (about 0.15 s here)
+    assert ours[2] < default[2] / 4, (ours, default)

@@ -80,7 +80,7 @@ class Record:
 
 
 # Seconds of idleness before each backend's turn. The backend measured just before leaves
-# its thread pool spinning (NumPy's OpenBLAS: about 2^28 cycles, 75 ms here), and that
+# its thread pool spinning (NumPy's OpenBLAS: 2^28 TSC cycles, about 0.1 s here), and that
 # takes a core from the next one: right after NumPy's calls, the first ten calls of
 # (10,5,10) N = 65536 took 6 and 2 ms by turns against 1.5-1.8 ms steady, and
 # (784,128,10) N = 4096 took 36-51 ms for 0.1 s against 20 ms. 0.2 s let it settle.

@@ -140,7 +140,37 @@ def _compile(name, dtype):
 # ---------------------------------------------------------------------------
 # Threads.
 
-numba.get_num_threads()  # starts Numba's thread pool, so that the layer is known
+# GNU OpenMP (Numba's "omp" layer) keeps its workers spinning for 300,000 rounds after
+# every parallel region before they sleep: 7-10 ms of a core here, taken from whatever the
+# caller runs next. In a training step (our call, the user's NumPy product, the update) the
+# product then competed with our spinning worker, and the next call with OpenBLAS's (README,
+# "In a training loop"): a (10,5,10) N = 65536 step took 8.0 ms, 3.8-5.1 with 10,000
+# rounds; (50,100,5) N = 4096 8.0, 3.9-4.8. 10,000 rounds (~0.3 ms) still catch calls
+# 100 us apart (N = 512: 21-28 us after a 100 us gap, as with 300,000; 3,000 rounds: 42-71 us).
+# libgomp reads GOMP_SPINCOUNT once, when it loads, which is when Numba starts its pool
+# here (unless something loaded libgomp before). A setting of the user's is kept, and ours
+# leaves the environment again, so that child processes do not inherit it.
+OMP_SPIN_ROUNDS = 10_000
+
+
+def _start_numba_threads():
+    """Start Numba's thread pool (the layer is then known), with a short OpenMP spin.
+    Returns who chose libgomp's spin: "twolayer", "environment" or None (not ours to set)."""
+    user_set = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
+    from numba.np.ufunc import parallel
+
+    if user_set or getattr(parallel, "_is_initialized", True):
+        numba.get_num_threads()
+        return "environment" if user_set else None
+    os.environ["GOMP_SPINCOUNT"] = str(OMP_SPIN_ROUNDS)
+    try:
+        numba.get_num_threads()
+    finally:
+        del os.environ["GOMP_SPINCOUNT"]
+    return "twolayer"
+
+
+_omp_spin_set_by = _start_numba_threads()
 THREADING_LAYER = numba.threading_layer()
 _threads = numba.get_num_threads()
 # GNU OpenMP cannot run a parallel region in a forked child (Numba aborts the process),
@@ -334,6 +364,24 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
         return _compute(path, data, labels, params, dims, grad), grad
 
 
+def _omp_spin_description():
+    if THREADING_LAYER != "omp":
+        return f"not OpenMP (threading layer {THREADING_LAYER})"
+    if _omp_spin_set_by == "twolayer":
+        return f"{OMP_SPIN_ROUNDS} rounds (set by twolayer)"
+    if _omp_spin_set_by == "environment":
+        return "as GOMP_SPINCOUNT / OMP_WAIT_POLICY say"
+    return "libgomp's own (Numba's pool was started before twolayer)"
+
+
+def _openblas_spin_description():
+    if not _numpy_blas():
+        return "n/a (NumPy's BLAS is not an ILP64 OpenBLAS)"
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return f"sleep after 2^{os.environ['OPENBLAS_THREAD_TIMEOUT']} cycles (OPENBLAS_THREAD_TIMEOUT)"
+    return "spin for 2^28 cycles (~0.1 s) after each product (README, In a training loop)"
+
+
 def runtime_info():
     """Numba's threading layer and thread counts, for ``twolayer info`` and the benchmark."""
     import llvmlite.binding as ll
@@ -341,6 +389,8 @@ def runtime_info():
     return {
         "numba threading layer": THREADING_LAYER,
         "numba threads": f"{_threads} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+        "openmp spin after a parallel region": _omp_spin_description(),
+        "openblas idle threads": _openblas_spin_description(),
         "svml": bool(numba.config.USING_SVML),
         "llvm cpu": ll.get_host_cpu_name(),
     }
