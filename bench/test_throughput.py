@@ -57,8 +57,8 @@ def test_throughput(benchmark, medians, backend, point):
     _record(benchmark, medians, shape, n, dtype, backend)
 
 
-@pytest.mark.parametrize("shape, n", [pytest.param("cs224n", 4096, marks=pytest.mark.quick), ("sentiment", 4096),
-                                      ("mnist", 1024)])
+@pytest.mark.parametrize("shape, n", [pytest.param("cs224n", 4096, marks=pytest.mark.quick), ("cs224n", 65536),
+                                      ("sentiment", 4096), ("mnist", 1024), ("mnist", 4096)])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_training_loop_step(benchmark, medians, backend, shape, n):
     """One SGD step as users write it: our call, then NumPy work of their own (a BLAS
