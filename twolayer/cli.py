@@ -175,7 +175,8 @@ def build_parser():
                        help="default: 1 16 256 4096 65536 (the wide shape stops at 4096)")
     bench.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
     bench.add_argument("--backends", nargs="+", choices=[*BACKENDS[1:], *peers.PEERS],
-                       help="default: numpy, numba and every installed peer (torch, jax)")
+                       help="default: numpy, numba and every installed optional peer (torch, jax); "
+                            "textbook (the assignment's NumPy code) on request")
     bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
     bench.add_argument("--budget", type=_seconds, default=0.25, help="seconds of timing per point and backend (default 0.25)")
     bench.add_argument("--settle", type=_seconds, default=SETTLE_SECONDS,
