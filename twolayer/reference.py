@@ -73,8 +73,15 @@ def forward_backward(data, labels, params, dims, out=None):
     d3 *= 1.0 - h
 
     grad = np.empty(total, dtype=params.dtype) if out is None else out
-    np.matmul(data.T, d3, out=grad[o_W1:o_b1].reshape(Dx, H))
+    _product_into(data.T, d3, grad[o_W1:o_b1].reshape(Dx, H))
     np.sum(d3, axis=0, out=grad[o_b1:o_W2])
-    np.matmul(h.T, d1, out=grad[o_W2:o_b2].reshape(H, Dy))
+    _product_into(h.T, d1, grad[o_W2:o_b2].reshape(H, Dy))
     np.sum(d1, axis=0, out=grad[o_b2:total])
     return float(cost), grad
+
+
+def _product_into(a, b, out):
+    """out = a @ b. With one example (an outer product) np.matmul skips BLAS: (784, 1) @
+    (1, 128) took 113 us against np.dot's 16-49; from a few examples on, matmul is the
+    faster (N = 4: 15-24 us against 19-31)."""
+    (np.dot if a.shape[1] == 1 else np.matmul)(a, b, out=out)
