@@ -1,5 +1,8 @@
 """Many Python threads at once, and processes made by fork and spawn."""
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -127,9 +130,6 @@ print(calls[0])
 def test_a_second_float_type_arrives_while_other_threads_call_the_first():
     # A process starts with float64 calls on three Python threads; float32 kernels are then
     # compiled (or loaded) and handed to the same dispatchers while those calls go on.
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-c", _SECOND_TYPE_WHILE_CALLING], capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr
@@ -157,10 +157,6 @@ print(time.process_time() - time.thread_time() - others)
 
 
 def _spin_probe(**env):
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")} | env
     result = subprocess.run([sys.executable, "-c", _SPIN_PROBE], capture_output=True, text=True, timeout=900,
                             env=env | {"NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": "omp"})
