@@ -1,5 +1,5 @@
 """Wider layers: BLAS for the five products, fused elementwise passes between them,
-R rows at a time.
+a tile of R rows at a time.
 
 Where the time goes: the GEMMs x W1 and x^T d3, at the BLAS's speed; then the sigmoid
 (one exp per hidden unit). Even for Dy = 5, BLAS does h W2, h^T d1 and d1 W2^T faster
@@ -8,48 +8,59 @@ output layer is kept transposed, zT = (h W2)^T (Dy, R), which BLAS writes as che
 so that the softmax loops run over the R rows (softmax_xent_columns) and vectorize
 however small Dy is: row by row it cost 58 ns per row for Dy = 5.
 
-Rows are split into one block per thread, each running whole chunks with
-single-threaded BLAS, so that one thread pool works at a time and the elementwise
-passes run in parallel too. Chunks bound the workspace whatever N is; the weight
-gradients accumulate inside the GEMM (beta = 1 after a block's first chunk).
+The batch is cut into chunks fixed by the batch (each with its own gradient accumulator,
+summed in chunk order: the result does not depend on the thread count); each thread runs
+a block of whole chunks with single-threaded BLAS, so that one thread pool works at a
+time and the elementwise passes run in parallel too. Within a chunk the weight
+gradients accumulate inside the GEMMs (beta = 1 after its first tile).
+
+The elementwise stages are also the portable path's (kernels/portable.py), which issues
+the products through NumPy instead.
 """
 import math
 
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from .blas import gemm
+from .gemm import gemm
 from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, matrix, pack_tile, param_views, reduce_chunks,
                      softmax_xent_columns, softmax_xent_row)
 from .mathfn import vexp
 
-
-# Widest output layer that is kept transposed (output_columns). Measured at N = 4096:
-# (50, 100, 5) 1.35 -> 1.26 ms and (784, 128, 10) 84 -> 87 GFLOP/s transposed, but
-# (1024, 1024, 1024) 97 -> 93 GFLOP/s, its GEMMs then both transposed.
+# Widest output layer that is kept transposed (output_forward_columns). Measured at
+# N = 4096: (50, 100, 5) 1.35 -> 1.26 ms and (784, 128, 10) 84 -> 87 GFLOP/s transposed,
+# but (1024, 1024, 1024) 97 -> 93 GFLOP/s, its GEMMs then both transposed.
 COLUMNS_MAX_DY = 64
 
 
 @register_jitable  # a plain function in Python, callable from jitted code too
 def bias_tile_rows(H):
     """Rows of b1 repeated in the bias tile: the fewest with a multiple of 64 elements, so
-    that whole vector steps (up to 4 x 16 lanes) cover them (see hidden_activation)."""
+    that whole vector steps (up to 4 x 16 lanes) cover them (see sigmoid_of_biased)."""
     return 64 // math.gcd(H, 64)
 
 
 @register_jitable
 def scratch_size(Dx, H, Dy, R):
-    """Elements of chunk scratch: h and d (R, H), zT and yT (Dy, R), four rows of R, the
+    """Elements of tile scratch: h and d (R, H), zT and yT (Dy, R), four rows of R, the
     bias tile."""
     return R * (2 * H + 2 * Dy + 4) + bias_tile_rows(H) * H
 
 
 @njit(**JIT)
-def hidden_activation(Z, bias_tile):
-    # Z (n * H,) = x W1, flattened -> h = sigmoid(Z + b1), in place. bias_tile is b1
-    # repeated bias_tile_rows(H) times, so the loop runs over that many rows at once with
-    # no scalar remainder per row: row by row, H = 100 left 4 of every 100 exps scalar,
-    # and (50, 100, 5) spent 450 instead of 370 us per 4096 rows here (one thread).
+def fill_bias_tile(b1, bias_tile):
+    # bias_tile (bias_tile_rows(H) * H,) = b1 (H,) repeated
+    H = b1.shape[0]
+    for r in range(0, bias_tile.shape[0], H):
+        bias_tile[r : r + H] = b1
+
+
+@njit(**JIT)
+def sigmoid_of_biased(Z, bias_tile):
+    # Z (n * H,) = x W1, flattened -> h = sigmoid(Z + b1), in place. The loop runs over
+    # the bias tile's rows at once with no scalar remainder per row: row by row, H = 100
+    # left 4 of every 100 exps scalar, and (50, 100, 5) spent 450 instead of 370 us per
+    # 4096 rows here (one thread).
     one = Z.dtype.type(1.0)
     L = bias_tile.shape[0]
     whole = Z.shape[0] // L * L
@@ -63,50 +74,41 @@ def hidden_activation(Z, bias_tile):
 
 
 @njit(**JIT)
-def output_rows(h, W2, b2, y, z, beta, gW2, gb2, d):
-    # The output layer, row by row, for wide outputs (Dy > COLUMNS_MAX_DY):
-    # h (n, H), W2 (H, Dy), b2 (Dy,), y (n, Dy) -> returns the cost;
-    # gW2 (H, Dy) = beta gW2 + h^T d1, gb2 += sum_rows(d1), d (n, H) = d2 = d1 W2^T. z (n, Dy) scratch.
-    gemm(h, False, W2, False, z, 0.0)  # z = h W2
-    cost = 0.0
-    for r in range(z.shape[0]):
-        zr = z[r]
-        for k in range(zr.shape[0]):
-            zr[k] += b2[k]
-        cost += softmax_xent_row(zr, y[r])  # zr = d1
-        for k in range(zr.shape[0]):
-            gb2[k] += zr[k]
-    gemm(h, True, z, False, gW2, beta)  # gW2 += h^T d1
-    gemm(z, False, W2, True, d, 0.0)  # d = d2 = d1 W2^T
-    return cost
-
-
-@njit(**JIT)
-def output_columns(h, W2, b2, yT, zT, rows, beta, gW2, gb2, d):
-    # The same for narrow outputs, transposed: zT = (h W2)^T (Dy, n), which BLAS writes
-    # as cheaply, so that the softmax loops run over the n rows and vectorize.
-    # yT (Dy, n) labels; rows (4, n) scratch.
-    gemm(W2, True, h, True, zT, 0.0)  # zT = W2^T h^T
+def softmax_xent_columns_biased(zT, b2, yT, rows, gb2):
+    # zT (Dy, n) = (h W2)^T, b2 (Dy,), yT (Dy, n) -> returns the cost; zT becomes
+    # d1^T = (yhat * rowsum(y) - y)^T and gb2 (Dy,) += sum_rows(d1). rows (4, n) scratch.
     for k in range(zT.shape[0]):
         z = zT[k]
         bk = b2[k]
         for t in range(z.shape[0]):
             z[t] += bk
-    cost = softmax_xent_columns(zT, yT, rows)  # zT = d1^T
+    cost = softmax_xent_columns(zT, yT, rows)
     for k in range(zT.shape[0]):
         z = zT[k]
         s = zT.dtype.type(0.0)
         for t in range(z.shape[0]):
             s += z[t]
         gb2[k] += s
-    gemm(h, True, zT, True, gW2, beta)  # gW2 += h^T d1
-    gemm(zT, True, W2, True, d, 0.0)  # d = d2 = d1 W2^T
     return cost
 
 
 @njit(**JIT)
-def hidden_delta(D, Hh, gb1):
-    # D (R, H) = d2 -> d3 = d2 * h * (1 - h) in place, and gb1 (H,) += sum_rows(d3)
+def softmax_xent_rows_biased(z, b2, y, gb2):
+    # The same, row by row, for wide outputs: z (n, Dy) = h W2 becomes d1, y (n, Dy).
+    cost = 0.0
+    for r in range(z.shape[0]):
+        zr = z[r]
+        for k in range(zr.shape[0]):
+            zr[k] += b2[k]
+        cost += softmax_xent_row(zr, y[r])
+        for k in range(zr.shape[0]):
+            gb2[k] += zr[k]
+    return cost
+
+
+@njit(**JIT)
+def sigmoid_backward(D, Hh, gb1):
+    # D (n, H) = d2 -> d3 = d2 * h * (1 - h) in place, with Hh (n, H) = h; gb1 (H,) += sum_rows(d3)
     one = D.dtype.type(1.0)
     for r in range(D.shape[0]):
         d = D[r]
@@ -116,75 +118,276 @@ def hidden_delta(D, Hh, gb1):
             gb1[j] += d[j]
 
 
+# The four stages of one tile: x (n, Dx) rows of data, y (n, Dy) rows of labels.
+
 @njit(**JIT)
-def chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad):
-    """Rows r0..r1 of data (N, Dx) and labels (N, Dy) in chunks of R rows; writes their
+def hidden_forward(x, W1, bias_tile, h_flat):
+    # x (n, Dx), W1 (Dx, H) -> h (n, H) = sigmoid(x W1 + b1), written to h_flat (n * H,)
+    n, H = x.shape[0], W1.shape[1]
+    gemm(x, False, W1, False, matrix(h_flat, n, H), 0.0)
+    sigmoid_of_biased(h_flat, bias_tile)
+
+
+@njit(**JIT)
+def output_forward(h, W2, b2, labels, r0, yT, z_flat, rows_flat, gb2):
+    # h (n, H), W2 (H, Dy), labels rows r0..r0+n -> returns the cost; leaves d1 in z_flat,
+    # as zT (Dy, n) when Dy <= COLUMNS_MAX_DY (yT (Dy, n) then holds the packed labels),
+    # else as z (n, Dy); gb2 (Dy,) += sum_rows(d1). rows_flat (4 n,) scratch.
+    n, Dy = h.shape[0], W2.shape[1]
+    if Dy <= COLUMNS_MAX_DY:
+        zT = matrix(z_flat, Dy, n)
+        gemm(W2, True, h, True, zT, 0.0)  # zT = W2^T h^T
+        pack_tile(labels, r0, n, yT)
+        return softmax_xent_columns_biased(zT, b2, yT, matrix(rows_flat, 4, n), gb2)
+    z = matrix(z_flat, n, Dy)
+    gemm(h, False, W2, False, z, 0.0)  # z = h W2
+    return softmax_xent_rows_biased(z, b2, labels[r0 : r0 + n], gb2)
+
+
+@njit(**JIT)
+def output_backward(h, W2, z_flat, beta, gW2, d):
+    # h (n, H), W2 (H, Dy), d1 in z_flat (as output_forward left it) ->
+    # gW2 (H, Dy) = beta gW2 + h^T d1, d (n, H) = d2 = d1 W2^T
+    n, Dy = h.shape[0], W2.shape[1]
+    if Dy <= COLUMNS_MAX_DY:
+        d1T = matrix(z_flat, Dy, n)
+        gemm(h, True, d1T, True, gW2, beta)
+        gemm(d1T, True, W2, True, d, 0.0)
+    else:
+        d1 = matrix(z_flat, n, Dy)
+        gemm(h, True, d1, False, gW2, beta)
+        gemm(d1, False, W2, True, d, 0.0)
+
+
+@njit(**JIT)
+def hidden_backward(x, h, d, beta, gW1, gb1):
+    # x (n, Dx), h (n, H), d (n, H) = d2 -> d becomes d3 = d2 * h * (1 - h);
+    # gb1 (H,) += sum_rows(d3), gW1 (Dx, H) = beta gW1 + x^T d3
+    sigmoid_backward(d, h, gb1)
+    gemm(x, True, d, False, gW1, beta)
+
+
+@njit(**JIT)
+def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad):
+    """Rows r0..r1 of data (N, Dx) and labels (N, Dy) in tiles of R rows; writes their
     gradient to grad (P,) and returns the cost. scratch holds scratch_size(Dx, H, Dy, R)."""
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
-    # The first chunk's GEMMs overwrite the weight gradients (beta = 0): no separate
+    # The first tile's GEMMs overwrite the weight gradients (beta = 0): no separate
     # zeroing pass over them, which for wide layers costs as much as a small batch.
     gb1[:] = 0
     gb2[:] = 0
     if r1 <= r0:
         gW1[:] = 0
         gW2[:] = 0
-    h_ws = matrix(scratch[: R * H], R, H)
-    d_ws = matrix(scratch[R * H : 2 * R * H], R, H)
+    h_ws, d_ws = scratch[: R * H], scratch[R * H : 2 * R * H]
     o = 2 * R * H
     z_ws, yT_ws, rows_ws = scratch[o : o + R * Dy], scratch[o + R * Dy : o + 2 * R * Dy], scratch[o + 2 * R * Dy :]
     o += 2 * R * Dy + 4 * R
     bias_tile = scratch[o : o + bias_tile_rows(H) * H]
-    for r in range(0, bias_tile.shape[0], H):
-        bias_tile[r : r + H] = b1
-    columns = Dy <= COLUMNS_MAX_DY
+    fill_bias_tile(b1, bias_tile)
     cost = 0.0
-    for c0 in range(r0, r1, R):
-        c1 = min(c0 + R, r1)
-        n = c1 - c0
-        x = data[c0:c1]
-        h, d = h_ws[:n], d_ws[:n]
-        beta = 0.0 if c0 == r0 else 1.0
-        gemm(x, False, W1, False, h, 0.0)  # h = x W1
-        hidden_activation(scratch[: n * H], bias_tile)  # h (the same memory) = sigmoid(x W1 + b1)
-        if columns:
-            yT = matrix(yT_ws[: Dy * n], Dy, n)
-            pack_tile(labels, c0, n, yT)
-            cost += output_columns(h, W2, b2, yT, matrix(z_ws[: Dy * n], Dy, n), matrix(rows_ws[: 4 * n], 4, n),
-                                   beta, gW2, gb2, d)
-        else:
-            cost += output_rows(h, W2, b2, labels[c0:c1], matrix(z_ws[: Dy * n], n, Dy), beta, gW2, gb2, d)
-        hidden_delta(d, h, gb1)  # d = d3; gb1 += sum_rows(d3)
-        gemm(x, True, d, False, gW1, beta)  # gW1 += x^T d3
+    for t0 in range(r0, r1, R):
+        n = min(R, r1 - t0)
+        x = data[t0 : t0 + n]
+        beta = 0.0 if t0 == r0 else 1.0
+        h, d = matrix(h_ws[: n * H], n, H), matrix(d_ws[: n * H], n, H)
+        hidden_forward(x, W1, bias_tile, h_ws[: n * H])
+        cost += output_forward(h, W2, b2, labels, t0, matrix(yT_ws[: Dy * n], Dy, n), z_ws[: Dy * n],
+                               rows_ws[: 4 * n], gb2)
+        output_backward(h, W2, z_ws[: Dy * n], beta, gW2, d)
+        hidden_backward(x, h, d, beta, gW1, gb1)
     return cost
 
 
 @njit(**JIT)
-def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad):
-    blocks = costs.shape[0]
-    acc = chunk_accumulator(b, ws, grad)
-    scratch = block_scratch(b, ws, blocks, grad.shape[0], scratch_size(Dx, H, Dy, R))
-    r0 = b * rows_per_block
-    r1 = min(data.shape[0], r0 + rows_per_block)
-    costs[b] = chunks_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, acc)
+def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
+    # Block b runs its share of the chunks one after another, in one scratch region.
+    chunks = costs.shape[0]
+    scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, R))
+    per_block = -(-chunks // blocks)
+    for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
+        r0 = c * rows_per_chunk
+        r1 = min(data.shape[0], r0 + rows_per_chunk)
+        costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
+                                          chunk_accumulator(c, ws, grad))
 
 
 @njit(**ENTRY)
-def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_block, blocks, ws, costs, grad):
+def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
-    Block b covers rows b * rows_per_block .., in chunks of R rows; each block is one
-    chunk of kernels/common.py's workspace (blocks == len(costs)). One block after
-    another on this thread; BLAS may use its own threads.
+    Chunk c covers rows c * rows_per_chunk .., in tiles of R rows; ws holds len(costs)
+    accumulators of P elements, then blocks scratch regions of scratch_size(Dx, H, Dy, R)
+    (kernels/common.py). One thread; the caller holds BLAS at one thread.
     """
     for b in range(blocks):
-        _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad)
+        _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad)
     return reduce_chunks(ws, costs, grad)
 
 
 @njit(parallel=True, **ENTRY)
-def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_block, blocks, ws, costs, grad):
-    """The blocks of wide_serial, one per Numba thread (the caller limits BLAS to one thread)."""
+def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
+    """The blocks of wide_serial, one per Numba thread: bitwise the same result, since the
+    chunks and their order of reduction do not change."""
     for b in prange(blocks):
-        _block(b, data, labels, params, Dx, H, Dy, R, rows_per_block, ws, costs, grad)
+        _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad)
     return reduce_chunks(ws, costs, grad)
+
+
+# Small batches split by columns instead: each thread takes whole column blocks of the
+# weights (a fixed width, so results do not depend on the thread count), streams only
+# its share of W1, W2 and their gradients, and no chunk needs an accumulator. Four
+# parallel stages per tile, each waiting for the one before.
+
+@register_jitable
+def columns_scratch_size(H, Dy, R):
+    """Elements of scratch of the column-split kernel: h and d (R, H), z (R, Dy), row costs."""
+    return R * (2 * H + Dy + 1)
+
+
+@njit(**JIT)
+def _column_range(block, width, total):
+    return block * width, min(total, (block + 1) * width)
+
+
+@njit(**JIT)
+def hidden_forward_columns(jb, JB, x, W1, b1, h):
+    # hidden units j0..j1 of h (n, H) = sigmoid(x W1 + b1), x (n, Dx)
+    j0, j1 = _column_range(jb, JB, h.shape[1])
+    gemm(x, False, W1[:, j0:j1], False, h[:, j0:j1], 0.0)
+    one = h.dtype.type(1.0)
+    for r in range(h.shape[0]):
+        hr = h[r]
+        for j in range(j0, j1):
+            hr[j] = one / (one + vexp(-(hr[j] + b1[j])))
+
+
+@njit(**JIT)
+def output_logits_columns(kb, KB, h, W2, b2, z):
+    # outputs k0..k1 of z (n, Dy) = h W2 + b2, h (n, H)
+    k0, k1 = _column_range(kb, KB, z.shape[1])
+    gemm(h, False, W2[:, k0:k1], False, z[:, k0:k1], 0.0)
+    for r in range(z.shape[0]):
+        zr = z[r]
+        for k in range(k0, k1):
+            zr[k] += b2[k]
+
+
+@njit(**JIT)
+def output_softmax_rows(rb, RB, z, labels, r0, row_costs):
+    # rows rb * RB .. of z (n, Dy) become d1 = yhat * rowsum(y) - y, with labels rows
+    # r0 + those; row_costs (n,) gets each row's cost
+    a, b = _column_range(rb, RB, z.shape[0])
+    for r in range(a, b):
+        row_costs[r] = softmax_xent_row(z[r], labels[r0 + r])
+
+
+@njit(**JIT)
+def output_backward_columns(kb, KB, h, d1, beta, gW2, gb2):
+    # outputs k0..k1: gW2[:, k] = beta gW2[:, k] + h^T d1[:, k], gb2[k] += sum_rows(d1[:, k])
+    k0, k1 = _column_range(kb, KB, d1.shape[1])
+    gemm(h, True, d1[:, k0:k1], False, gW2[:, k0:k1], beta)
+    for r in range(d1.shape[0]):
+        dr = d1[r]
+        for k in range(k0, k1):
+            gb2[k] += dr[k]
+
+
+@njit(**JIT)
+def hidden_backward_columns(jb, JB, x, h, d1, W2, d, beta, gW1, gb1):
+    # hidden units j0..j1: d = d2 = d1 W2^T, made d3 = d2 * h * (1 - h) in place;
+    # gb1[j] += sum_rows(d3[:, j]), gW1[:, j] = beta gW1[:, j] + x^T d3[:, j]
+    j0, j1 = _column_range(jb, JB, h.shape[1])
+    gemm(d1, False, W2[j0:j1], True, d[:, j0:j1], 0.0)
+    one = h.dtype.type(1.0)
+    for r in range(h.shape[0]):
+        hr, dr = h[r], d[r]
+        for j in range(j0, j1):
+            dr[j] = dr[j] * hr[j] * (one - hr[j])
+            gb1[j] += dr[j]
+    gemm(x, True, d[:, j0:j1], False, gW1[:, j0:j1], beta)
+
+
+@njit(**JIT)
+def _columns_setup(data, params, grad, Dx, H, Dy):
+    W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
+    gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
+    gb1[:] = 0
+    gb2[:] = 0
+    if data.shape[0] == 0:  # no tile will overwrite them
+        gW1[:] = 0
+        gW2[:] = 0
+    return W1, b1, W2, b2, gW1, gb1, gW2, gb2
+
+
+@njit(**JIT)
+def _tile_cost(row_costs):
+    # the tile's cost in its float type, added to the call's float64 sum once per tile
+    s = row_costs.dtype.type(0.0)
+    for r in range(row_costs.shape[0]):
+        s += row_costs[r]
+    return s
+
+
+@njit(**JIT)
+def _tile_views(ws, n, H, Dy):
+    return (matrix(ws[: n * H], n, H), matrix(ws[n * H : 2 * n * H], n, H),
+            matrix(ws[2 * n * H : n * (2 * H + Dy)], n, Dy), ws[n * (2 * H + Dy) : n * (2 * H + Dy + 1)])
+
+
+@njit(parallel={"fusion": False}, **ENTRY)  # each stage needs all of the one before
+def wide_columns_parallel(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
+    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+
+    Tiles of R rows, one after another; within a tile, hidden units in blocks of JB and
+    outputs in blocks of KB (and rows in blocks of 16 for the softmax) over Numba's
+    threads. ws holds columns_scratch_size(H, Dy, R). The caller holds BLAS at one thread.
+    """
+    W1, b1, W2, b2, gW1, gb1, gW2, gb2 = _columns_setup(data, params, grad, Dx, H, Dy)
+    nJ, nK = -(-H // JB), -(-Dy // KB)
+    cost = 0.0
+    for t0 in range(0, data.shape[0], R):
+        n = min(R, data.shape[0] - t0)
+        x = data[t0 : t0 + n]
+        beta = 0.0 if t0 == 0 else 1.0
+        h, d, z, row_costs = _tile_views(ws, n, H, Dy)
+        for jb in prange(nJ):
+            hidden_forward_columns(jb, JB, x, W1, b1, h)
+        for kb in prange(nK):
+            output_logits_columns(kb, KB, h, W2, b2, z)
+        for rb in prange(-(-n // 16)):
+            output_softmax_rows(rb, 16, z, labels, t0, row_costs)
+        for i in prange(nK + nJ):
+            if i < nK:
+                output_backward_columns(i, KB, h, z, beta, gW2, gb2)
+            else:
+                hidden_backward_columns(i - nK, JB, x, h, z, W2, d, beta, gW1, gb1)
+        cost += _tile_cost(row_costs)
+    return cost
+
+
+@njit(**ENTRY)
+def wide_columns_serial(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
+    """wide_columns_parallel on one thread: the same blocks in the same order."""
+    W1, b1, W2, b2, gW1, gb1, gW2, gb2 = _columns_setup(data, params, grad, Dx, H, Dy)
+    nJ, nK = -(-H // JB), -(-Dy // KB)
+    cost = 0.0
+    for t0 in range(0, data.shape[0], R):
+        n = min(R, data.shape[0] - t0)
+        x = data[t0 : t0 + n]
+        beta = 0.0 if t0 == 0 else 1.0
+        h, d, z, row_costs = _tile_views(ws, n, H, Dy)
+        for jb in range(nJ):
+            hidden_forward_columns(jb, JB, x, W1, b1, h)
+        for kb in range(nK):
+            output_logits_columns(kb, KB, h, W2, b2, z)
+        for rb in range(-(-n // 16)):
+            output_softmax_rows(rb, 16, z, labels, t0, row_costs)
+        for i in range(nK + nJ):
+            if i < nK:
+                output_backward_columns(i, KB, h, z, beta, gW2, gb2)
+            else:
+                hidden_backward_columns(i - nK, JB, x, h, z, W2, d, beta, gW1, gb1)
+        cost += _tile_cost(row_costs)
+    return cost

@@ -14,7 +14,7 @@ PROBLEMS = [((10, 5, 10), 300, 0.5), ((10, 5, 10), 700, 30.0), ((20, 16, 6), 200
 CALLS = {
     "numpy": lambda d, y, p, dims: forward_backward_prop(d, y, p, dims, backend="numpy"),
     **{f"numba-{path}": (lambda path: lambda d, y, p, dims: fast.forward_backward(d, y, p, dims, path=path))(path)
-       for path in ("row", "tile", "narrow", "blas")},
+       for path in fast.PATHS},
 }
 worst = {}
 

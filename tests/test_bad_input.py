@@ -85,8 +85,11 @@ def test_a_list_of_dimensions_is_checked_again_after_it_changes(backend):
 
 def test_unknown_backend_lists_the_known_ones():
     data, labels, params = good()
-    with pytest.raises(ValueError, match=r"backend: expected one of 'auto', 'numba', 'numpy', got 'cuda'"):
+    with pytest.raises(ValueError, match=r"backend: expected one of 'auto', 'numba', 'numpy', or 'numba:<path>', got 'cuda'"):
         forward_backward_prop(data, labels, params, DIMS, backend="cuda")
+    with pytest.raises(ValueError, match=r"backend: expected 'numba:' followed by one of row, tile, narrow, blas, portable, "
+                                         r"got 'numba:gpu'"):
+        forward_backward_prop(data, labels, params, DIMS, backend="numba:gpu")
     with pytest.raises(TypeError, match=r"backend: expected one of .*got list"):
         forward_backward_prop(data, labels, params, DIMS, backend=["numpy"])
 

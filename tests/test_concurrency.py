@@ -10,6 +10,7 @@ import pytest
 
 import twolayer
 from twolayer import fast
+from twolayer.fast import numpy_blas, threads
 
 from oracle import random_problem
 
@@ -29,7 +30,7 @@ def test_paths_covered():
 def test_numpys_blas_gets_its_thread_count_back_after_concurrent_blas_calls():
     # The BLAS path holds NumPy's OpenBLAS at one thread while its blocks run; the last of
     # several overlapping calls must restore the count the process had.
-    lib = fast._numpy_blas()
+    lib = numpy_blas.bound()
     before = lib.get_num_threads()
     dims, data, labels, params = next(p for p in _problems() if fast.choose_path(p[1].shape[0], *p[0]) == "blas")
 
@@ -98,6 +99,7 @@ def test_children_after_the_parallel_kernel_finish_with_the_same_answers(method)
 _SECOND_TYPE_WHILE_CALLING = """
 import threading, numpy as np, twolayer
 from twolayer import fast
+from twolayer.fast import numpy_blas, threads
 rng = np.random.default_rng(3)
 dims = (10, 5, 10)
 problems = []
@@ -122,7 +124,8 @@ for d, y, p, _ in problems:
 stop.set()
 for t in threads: t.join()
 assert not bad, bad
-assert {("row", np.dtype("float32")), ("tile", np.dtype("float32")), ("narrow_parallel", np.dtype("float32"))} <= fast._ready
+from twolayer.fast.compile import is_compiled
+assert all(is_compiled(name, np.dtype("float32")) for name in ("row", "tile", "narrow_parallel"))
 print(calls[0])
 """
 
@@ -141,6 +144,7 @@ def test_a_second_float_type_arrives_while_other_threads_call_the_first():
 _SPIN_PROBE = """
 import os, time
 from twolayer import fast
+from twolayer.fast import numpy_blas, threads
 from twolayer.benchmark import make_problem
 print(fast.THREADING_LAYER, os.environ.get("GOMP_SPINCOUNT"), fast.runtime_info()["openmp spin after a parallel region"], sep="|")
 dims = (10, 5, 10)
@@ -173,9 +177,72 @@ def test_numbas_openmp_workers_stop_spinning_soon_after_a_call():
     pytest.importorskip("numba.np.ufunc.omppool", reason="Numba's OpenMP layer is not available here")
     ours = _spin_probe()
     default = _spin_probe(GOMP_SPINCOUNT="300000")
-    assert ours[:2] == ("None", f"{fast.OMP_SPIN_ROUNDS} rounds (set by twolayer)")
+    assert ours[:2] == ("None", f"{threads.OMP_SPIN_ROUNDS} rounds (set by twolayer)")
     assert default[:2] == ("300000", "as GOMP_SPINCOUNT / OMP_WAIT_POLICY say")
     # The probe must see the default spin: 0.16 s here. A round is mostly a pause instruction
     # (10-140 cycles by CPU): with a 10-cycle pause, 20 spins still come to about 40 ms.
     assert default[2] > 0.02, default
     assert ours[2] < default[2] / 4, (ours, default)
+
+
+# CPU time NumPy's OpenBLAS workers burn in the 50 ms after a threaded product: their idle
+# spin. twolayer shortens it at its first parallel call, when no other Python thread runs.
+_OPENBLAS_SPIN_PROBE = """
+import sys, threading, time
+import numpy as np
+import twolayer
+from twolayer import fast
+from twolayer.benchmark import make_problem
+from twolayer.fast import numpy_blas
+a = np.random.default_rng(0).random((400, 400))
+def others_cpu_after_a_product():
+    a @ a
+    t = time.process_time() - time.thread_time()
+    time.sleep(0.05)
+    return time.process_time() - time.thread_time() - t
+other = threading.Thread(target=time.sleep, args=(0.3,)) if "--thread" in sys.argv else None
+if other: other.start()
+dims = (10, 5, 10)
+data, labels, params = make_problem(dims, 4096, "float64")
+twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")  # a parallel call
+before = numpy_blas.shorten_idle_spin()
+if other:
+    other.join()
+    twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+print(before, numpy_blas.shorten_idle_spin(), fast.runtime_info()["openblas idle threads"], sep="|")
+print(min(others_cpu_after_a_product() for _ in range(3)))
+"""
+
+
+def _openblas_spin_probe(*args, **env):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "TWOLAYER_OPENBLAS_SPIN")} | env
+    result = subprocess.run([sys.executable, "-c", _OPENBLAS_SPIN_PROBE, *args], capture_output=True, text=True,
+                            timeout=900, env=env | {"OPENBLAS_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    states, seconds = result.stdout.strip().splitlines()
+    return states.split("|"), float(seconds)
+
+
+def test_openblas_idle_threads_sleep_soon_after_a_parallel_call_and_users_can_opt_out():
+    lib = numpy_blas.bound()
+    if lib is None or not lib.can_shorten_spin():
+        pytest.skip(f"NumPy's BLAS here has no spin to shorten: {numpy_blas.idle_spin_description()}")
+    (before, after, described), ours = _openblas_spin_probe()
+    assert (before, after) == ("shortened", "shortened")
+    assert described.startswith(f"sleep after 2^{numpy_blas.IDLE_SPIN_LOG2} cycles (set by twolayer")
+    (before, after, described), kept = _openblas_spin_probe(TWOLAYER_OPENBLAS_SPIN="keep")
+    assert before == after == described == "kept (TWOLAYER_OPENBLAS_SPIN=keep)"
+    # OpenBLAS's default spin takes most of the 50 ms; 2^18 cycles a fraction of a millisecond.
+    assert kept > 0.02, kept
+    assert ours < kept / 4, (ours, kept)
+
+
+def test_openblas_spin_is_left_alone_while_another_python_thread_runs():
+    # Restarting OpenBLAS's threads while another thread is inside OpenBLAS could hang it.
+    lib = numpy_blas.bound()
+    if lib is None or not lib.can_shorten_spin():
+        pytest.skip(f"NumPy's BLAS here has no spin to shorten: {numpy_blas.idle_spin_description()}")
+    (before, after, described), _ = _openblas_spin_probe("--thread")
+    assert (before, after) == ("pending", "shortened")
+    (before, after, described), _ = _openblas_spin_probe("--thread", OPENBLAS_THREAD_TIMEOUT="25")
+    assert before == after == "set by OPENBLAS_THREAD_TIMEOUT=25"

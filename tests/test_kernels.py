@@ -12,13 +12,15 @@ from numba import types
 
 import twolayer
 from twolayer import fast, param_count, unpack_params
-from twolayer.kernels import narrow
+from twolayer.fast import compile as kernels_compile
+from twolayer.fast import numpy_blas, paths
+from twolayer.kernels import narrow, wide
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
 from oracle import assert_close_to_oracle, random_problem
 
-PATHS = ["row", "tile", "narrow", "blas"]
+PATHS = list(fast.PATHS)
 RTOL = {np.float64: 1e-12, np.float32: 1e-4}
 
 
@@ -77,11 +79,35 @@ def test_narrow_layers_keep_the_row_path_for_two_rows():
     assert [fast.choose_path(n, *cs224n) for n in (1, 2, 3, 511, 512)] == ["row", "row", "tile", "tile", "narrow"]
 
 
-def test_a_w1_beyond_the_cache_keeps_the_row_path_for_a_few_rows():
-    wide, mnist = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"]
-    assert [fast.choose_path(n, *wide, 8) for n in (1, 2, 3)] == ["row", "row", "blas"]
-    assert [fast.choose_path(n, *wide, 4) for n in (5, 6)] == ["row", "blas"]
-    assert [fast.choose_path(n, *mnist, 4) for n in (1, 2)] == ["row", "blas"]
+def test_a_big_w1_keeps_the_row_path_for_a_few_rows():
+    wide, mnist, sentiment = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"], twolayer.SHAPES["sentiment"]
+    assert [fast.choose_path(n, *wide, 8) for n in (1, 2)] == ["row", "blas"]
+    assert [fast.choose_path(n, *wide, 4) for n in (2, 3)] == ["row", "blas"]
+    assert [fast.choose_path(n, *mnist, 4) for n in (3, 4)] == ["row", "blas"]
+    assert [fast.choose_path(n, *sentiment, 8) for n in (1, 2)] == ["row", "blas"]
+
+
+@pytest.mark.parametrize("dims", [twolayer.SHAPES["mnist"], twolayer.SHAPES["wide"], (50, 100, 5), (33, 7, 1100)])
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_blas_path_cuts_a_batch_by_the_batch_alone(dims, itemsize):
+    """Chunks: a power of two, growing with N, within the accumulator budget, covering
+    the batch; below two chunks a big W1 is split by columns instead (blocks of at least
+    16 columns, at least two of them where the layer is wide enough)."""
+    P = param_count(dims)
+    last = 1
+    for n in (2, 3, 31, 32, 64, 100, 256, 4096, 65536, 10**6):
+        T, per_chunk, chunks = paths.blas_chunks(n, *dims, itemsize)
+        assert chunks & (chunks - 1) == 0 and chunks >= last and chunks <= paths.BLAS_MAX_CHUNKS
+        assert chunks == 1 or chunks * P * itemsize <= paths.BLAS_ACCUMULATOR_BYTES
+        assert per_chunk * chunks >= n > per_chunk * (chunks - 1) and 1 <= T <= per_chunk
+        last = chunks
+        columns = paths.blas_columns(n, *dims, itemsize)
+        if columns is None:
+            assert chunks > 1 or dims[0] * dims[1] < paths.COLUMNS_MIN_WEIGHTS
+        else:
+            R, JB, KB = columns
+            assert chunks == 1 and R == n and JB >= 16 and KB >= 16
+            assert JB <= max(16, dims[1] // 2) and KB <= max(16, dims[2] // 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -182,10 +208,14 @@ def test_vectorized_exp_and_log_special_values(dtype):
 @pytest.mark.parametrize(
     "worker, signature",
     [
-        ("single.rows_forward_backward", lambda f32: fast._signature("simple", f32)),
+        ("single.rows_forward_backward", kernels_compile.ENTRY_KERNELS["row"][1]),
         ("narrow.tiles_forward_backward", None),
         ("narrow.tiles_forward_backward_hinted", None),
-        ("wide.chunks_forward_backward", None),
+        ("wide.tiles_forward_backward", None),
+        ("wide.wide_columns_serial", kernels_compile.ENTRY_KERNELS["blas_columns_serial"][1]),
+        ("portable.hidden_forward_tail", kernels_compile.ENTRY_KERNELS["hidden_forward_tail"][1]),
+        ("portable.output_forward_tail_columns", kernels_compile.ENTRY_KERNELS["output_forward_tail_columns"][1]),
+        ("portable.hidden_backward_head", kernels_compile.ENTRY_KERNELS["hidden_backward_head"][1]),
     ],
 )
 def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
@@ -194,7 +224,7 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
     py_func = getattr(getattr(twolayer.kernels, module_name), name).py_func
     fresh = numba.njit(**{**JIT, "cache": False})(py_func)  # cached code cannot be inspected
     if module_name == "wide":
-        assert fast._numpy_blas()  # its GEMM symbols must be bound before it compiles
+        assert numpy_blas.bound()  # its GEMM symbols must be bound before it compiles
     f32 = types.float32
     if signature is not None:
         sig = signature(f32)
@@ -203,7 +233,8 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
         sig = (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
     fresh.compile(sig)
     ir = fresh.inspect_llvm(sig)
-    assert re.findall(r"<\d+ x float>", ir), "expected vectorized float32 loops"
+    if "forward_backward" in name or "tail" in name:  # the stages with loops long enough to vectorize
+        assert re.findall(r"<\d+ x float>", ir), "expected vectorized float32 loops"
     assert not re.findall(r"<\d+ x double>", ir)
     # The only widenings allowed: a scalar cost added to its float64 sum, once per
     # tile, row or output layout, never inside vector arithmetic.
@@ -261,26 +292,40 @@ def test_a_small_batch_is_one_tile_or_the_fewest_equal_tiles_within_budget(dims,
         assert n - (tiles - 1) * T > T - 8 * tiles  # equal tiles, up to rounding to 8 rows
 
 
-def test_blas_path_is_bitwise_identical_across_calls():
-    dims = (60, 40, 7)
-    data, labels, params = _rng_problem(5_000, dims)
-    assert fast.choose_path(data.shape[0], *dims) == "blas"
-    first = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
-    for _ in range(3):
-        again = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
-        assert again[0] == first[0] and np.array_equal(again[1], first[1])
+@pytest.mark.parametrize("dims, n", [((60, 40, 7), 5_000), ((784, 128, 10), 16), ((784, 128, 10), 300),
+                                     ((33, 7, 1100), 40)])
+def test_blas_path_is_bitwise_identical_across_thread_counts_and_calls(dims, n):
+    # Chunks (and column blocks) are fixed by the batch, each product single-threaded.
+    data, labels, params = _rng_problem(n, dims)
+    assert fast.resolve_path(fast.choose_path(n, *dims), dims) == "blas"
+    results = []
+    try:
+        for threads in (1, 2, 1, 2):
+            twolayer.set_num_threads(threads)
+            results.append(twolayer.forward_backward_prop(data, labels, params, dims, backend="numba"))
+    finally:
+        twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for cost, grad in results[1:]:
+        assert cost == results[0][0]
+        assert np.array_equal(grad, results[0][1])
 
 
 def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):
     from threadpoolctl import threadpool_info
 
-    from twolayer.kernels.blas import gemm
+    from twolayer.kernels.gemm import gemm
 
-    lib = fast._numpy_blas()
-    assert lib, "NumPy's wheels ship an ILP64 OpenBLAS; the kernels must find it"
-    numpy_blas = [i["filepath"] for i in threadpool_info() if i["user_api"] == "blas"]
-    assert os.path.realpath(lib.path) in map(os.path.realpath, numpy_blas)
+    lib = numpy_blas.bound()
+    assert lib, "NumPy's wheels ship an OpenBLAS; the kernels must find it"
+    loaded = [i["filepath"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert os.path.realpath(lib.path) in map(os.path.realpath, loaded)
     for dtype, rtol in ((np.float64, 1e-13), (np.float32, 1e-5)):
+        # column ranges of wider arrays too: their row stride is the leading dimension
+        big = rng.standard_normal((7, 11)).astype(dtype)
+        c = np.zeros((7, 9), dtype)
+        gemm(big[:, 2:7], False, big[:5, 1:4], False, c[:, 3:6], 0.0)
+        np.testing.assert_allclose(c[:, 3:6], big[:, 2:7] @ big[:5, 1:4], rtol=rtol, atol=rtol)
+        assert not c[:, :3].any() and not c[:, 6:].any()
         for trans_a in (False, True):
             for trans_b in (False, True):
                 a = rng.standard_normal((7, 5) if trans_a else (5, 7)).astype(dtype)
@@ -296,15 +341,38 @@ def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):
         assert np.array_equal(c, np.zeros((5, 3), dtype))
 
 
-def test_without_numpys_blas_wide_layers_take_the_narrow_path(monkeypatch, rng):
-    dims = (30, 20, 9)
-    data, labels, params = random_problem(rng, 700, dims, scale=0.7)
-    assert fast.choose_path(700, *dims) == "blas"
-    monkeypatch.setattr(fast, "_blas_library", False)
-    cost, grad = fast.forward_backward(data, labels, params, dims)
-    narrow_cost, narrow_grad = fast.forward_backward(data, labels, params, dims, path="narrow")
-    assert cost == narrow_cost and np.array_equal(grad, narrow_grad)
-    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
+def test_without_a_bound_blas_wide_layers_take_the_portable_path_and_agree():
+    # TWOLAYER_BLAS=numpy: NumPy's BLAS is not bound, as where it is not an OpenBLAS
+    # (MKL, Accelerate, BLIS, the reference BLAS). Wide layers then issue their products
+    # through NumPy; the result agrees with the BLAS path's and with the oracle.
+    code = (
+        "import numpy as np, twolayer\n"
+        "from twolayer import fast\n"
+        "from twolayer.fast import numpy_blas\n"
+        "rng = np.random.default_rng(3)\n"
+        "out = []\n"
+        "for dims, n in [((30, 20, 9), 700), ((784, 128, 10), 16), ((40, 30, 90), 300)]:\n"
+        "    d = rng.standard_normal((n, dims[0])); y = np.eye(dims[2])[rng.integers(0, dims[2], n)]\n"
+        "    p = 0.5 * rng.standard_normal(twolayer.param_count(dims))\n"
+        "    assert fast.resolve_path(fast.choose_path(n, *dims), dims) == 'portable'\n"
+        "    cost, grad = twolayer.forward_backward_prop(d, y, p, dims)\n"
+        "    out.append((cost, grad.tolist()))\n"
+        "print(numpy_blas.bound(), fast.runtime_info()['wide layers'])\n"
+        "print(repr(out))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TWOLAYER_BLAS": "numpy"})
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first.startswith("None portable path")
+    rng = np.random.default_rng(3)
+    for (dims, n), (cost, grad) in zip([((30, 20, 9), 700), ((784, 128, 10), 16), ((40, 30, 90), 300)], eval(second)):
+        d = rng.standard_normal((n, dims[0])); y = np.eye(dims[2])[rng.integers(0, dims[2], n)]
+        p = 0.5 * rng.standard_normal(param_count(dims))
+        blas_cost, blas_grad = fast.forward_backward(d, y, p, dims, path="blas")
+        assert cost == pytest.approx(blas_cost, rel=1e-13)
+        np.testing.assert_allclose(grad, blas_grad, rtol=1e-11, atol=1e-13 * np.max(np.abs(blas_grad)))
+        assert_close_to_oracle(cost, np.array(grad), d, y, p, dims, RTOL[np.float64])
 
 
 def test_set_num_threads():
@@ -336,11 +404,12 @@ def _second_run(code, timeout=900):
     return result.stdout
 
 
-def _cache_counts(name):
-    # code printing the cache hits and misses of entry kernel `name`, twins included
+def _cache_counts(*names):
+    # code printing the cache hits and misses of entry kernels `names`, all float types
     return (
-        f"ds = [fast._compiled[{name!r}]] + fast._twins.get({name!r}, [])\n"
-        "print(sum(sum(d.stats.cache_hits.values()) for d in ds), sum(sum(d.stats.cache_misses.values()) for d in ds))\n"
+        "from twolayer.fast.compile import cache_stats\n"
+        f"counts = [cache_stats(name) for name in {names!r}]\n"
+        "print(sum(h for h, m in counts), sum(m for h, m in counts))\n"
     )
 
 
@@ -363,7 +432,7 @@ def test_a_first_call_loads_only_its_own_float_type():
         "from twolayer import fast\n"
         "d = np.ones((1, 10)); y = np.zeros((1, 10)); y[0, 3] = 1\n"
         "twolayer.forward_backward_prop(d, y, np.ones(115), (10, 5, 10), backend='numba')\n"
-        "print(len(fast._compiled['row'].signatures))\n"
+        "print(len(fast.compile.published('row').signatures))\n"
     ) + _cache_counts("row")
     signatures, hits, misses = map(int, _second_run(code).split())
     assert (signatures, hits, misses) == (1, 1, 0)
@@ -380,11 +449,8 @@ def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
         "d = rng.standard_normal((3000, 60)); y = np.eye(7)[rng.integers(0, 7, 3000)]\n"
         "p = rng.standard_normal(61 * 40 + 41 * 7) * 0.3\n"
         "cost, grad = twolayer.forward_backward_prop(d, y, p, (60, 40, 7), backend='numba')\n"
-        "stats = [k.stats for name, k in fast._compiled.items() if name.startswith('blas')]\n"
-        "stats += [k.stats for name, ks in fast._twins.items() if name.startswith('blas') for k in ks]\n"
-        "print(repr(cost), float(np.abs(grad).sum()), sum(sum(s.cache_hits.values()) for s in stats),\n"
-        "      sum(sum(s.cache_misses.values()) for s in stats))\n"
-    )
+        "print(repr(cost), float(np.abs(grad).sum()))\n"
+    ) + _cache_counts("blas_serial", "blas_parallel")
     cost, gsum, hits, misses = _second_run(code).split()
     assert int(hits) >= 1 and int(misses) == 0  # each BLAS kernel used, for float64
     rng = np.random.default_rng(5)

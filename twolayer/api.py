@@ -1,4 +1,5 @@
 """``forward_backward_prop``: validate -> pick a backend -> compute -> (cost, grad)."""
+import functools
 import importlib
 import os
 
@@ -9,6 +10,7 @@ BACKENDS = ("auto", "numba", "numpy")
 # Module implementing each concrete backend; each exposes forward_backward(data, labels, params, dims, out).
 _MODULES = {"numpy": "twolayer.reference", "numba": "twolayer.fast"}
 _loaded = {"numpy": reference.forward_backward}
+_EXPECTED = f"one of {', '.join(map(repr, BACKENDS))}, or 'numba:<path>'"
 
 
 def _load(name):
@@ -21,7 +23,14 @@ def _load(name):
         _loaded[None] = fn = _load(default_backend())
         return fn
     if type(name) is not str:
-        raise TypeError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {type(name).__name__} {name!r}")
+        raise TypeError(f"backend: expected {_EXPECTED}, got {type(name).__name__} {name!r}")
+    if name.startswith("numba:"):  # the numba backend with its path forced, for comparisons and tests
+        fast = importlib.import_module(_MODULES["numba"])
+        path = name[len("numba:"):]
+        if path not in fast.PATHS:
+            raise ValueError(f"backend: expected 'numba:' followed by one of {', '.join(fast.PATHS)}, got {name!r}")
+        _loaded[name] = fn = functools.partial(fast.forward_backward, path=path)
+        return fn
     if name == "auto":
         try:
             fn = _load("numba")
@@ -30,7 +39,7 @@ def _load(name):
         _loaded["auto"] = fn
         return fn
     if name not in _MODULES:
-        raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+        raise ValueError(f"backend: expected {_EXPECTED}, got {name!r}")
     try:
         module = importlib.import_module(_MODULES[name])
     except ImportError as err:
@@ -57,6 +66,8 @@ def _compute_function(backend):
 def resolve_backend(backend=None):
     """The concrete backend name ("numba" or "numpy") that ``backend`` stands for."""
     fn = _compute_function(backend)
+    if isinstance(fn, functools.partial):  # "numba:<path>"
+        return "numba"
     return next(name for name in ("numba", "numpy") if _loaded.get(name) is fn)
 
 
@@ -88,8 +99,10 @@ def forward_backward_prop(data, labels, params, dimensions, *, backend=None, out
         W1 (Dx, H), b1 (H,), W2 (H, Dy), b2 (Dy,), each row-major, concatenated.
     dimensions : sequence of three ints
         ``(Dx, H, Dy)``.
-    backend : {"auto", "numba", "numpy"}, optional
+    backend : {"auto", "numba", "numpy"} or "numba:<path>", optional
         "auto" is the fastest one installed. Default: $TWOLAYER_BACKEND, else "auto".
+        "numba:<path>" forces one of the numba backend's paths ("row", "tile", "narrow",
+        "blas", "portable"), for comparisons; each is correct for any shape.
     out : ndarray, shape (P,), optional
         Where to write the gradient (C-contiguous, of the compute dtype); returned as ``grad``.
 

@@ -1,0 +1,101 @@
+"""The numba backend: picks a path (paths.py), compiles its kernels on first use
+(compile.py), runs them over Numba's threads (threads.py) with NumPy's BLAS bound for
+the products (numpy_blas.py) or through NumPy itself (portable.py), in per-thread
+scratch (workspace.py)."""
+import numba
+import numpy as np
+
+from . import numpy_blas, portable, threads
+from .compile import is_compiled, kernel, published
+from .paths import PATHS, blas_chunks, blas_columns, choose_path, narrow_chunks
+from .threads import THREADING_LAYER, get_num_threads, set_num_threads
+from .workspace import chunk_costs, scratch
+from ..kernels import narrow, wide
+
+__all__ = ["PATHS", "THREADING_LAYER", "choose_path", "forward_backward", "get_num_threads", "resolve_path", "runtime_info",
+           "set_num_threads"]
+
+
+def resolve_path(path, dims):
+    """The path that runs for ``path``: "blas" runs as "portable" where NumPy's BLAS is not
+    bound (or cannot take these sizes)."""
+    if path == "blas" and not numpy_blas.fits(*dims):
+        return "portable"
+    return path
+
+
+def _compute(path, data, labels, params, dims, grad):
+    if path == "row" or path == "tile":
+        return kernel(path, grad.dtype)(data, labels, params, grad)
+    path = resolve_path(path, dims)
+    if path == "portable":
+        return portable.forward_backward(kernel, data, labels, params, dims, grad)
+    n, P = data.shape[0], grad.shape[0]
+    if path == "blas":
+        columns = blas_columns(n, *dims, grad.itemsize)
+        if columns is not None:
+            R, JB, KB = columns
+            args = (data, labels, params, *dims, R, JB, KB, scratch(wide.columns_scratch_size(dims[1], dims[2], R),
+                                                                   grad.dtype), grad)
+            return threads.run_columns(kernel, "blas_columns", args)
+    # Workspace: one gradient accumulator per chunk, then one scratch region per block
+    # (kernels/common.py). Chunks are fixed by the batch; blocks follow the thread count.
+    if path == "narrow":
+        T, per_chunk, chunks = narrow_chunks(n, *dims, grad.itemsize)
+        per_block = narrow.scratch_size(*dims, T)
+    else:
+        T, per_chunk, chunks = blas_chunks(n, *dims, grad.itemsize)
+        per_block = wide.scratch_size(*dims, T)
+    blocks = min(get_num_threads(), chunks)
+    ws = scratch(chunks * P + blocks * per_block, grad.dtype)
+    args = (data, labels, params, *dims, T, per_chunk, blocks, ws, chunk_costs(chunks), grad)
+    return threads.run_chunked(kernel, path, args, blas=path == "blas")
+
+
+_empty = np.empty  # a module global: one lookup fewer on the N = 1 path
+
+
+def forward_backward(data, labels, params, dims, out=None, path=None):
+    """Cost and gradient with validated inputs (see twolayer.api); ``path`` forces a kernel
+    ("row", "tile", "narrow", "blas" or "portable").
+
+    Every entry kernel returns the cost as a float64, which Numba hands back as a Python
+    float. At N = 1 the whole call is a few microseconds, so the common case goes straight
+    to the compiled kernel.
+    """
+    grad = _empty(len(params), params.dtype) if out is None else out  # len: no shape tuple
+    if path is None:
+        n = len(data)
+        # choose_path's answer for n <= 1 whatever the shape, without the call (~0.07 us)
+        path = "row" if n <= 1 else choose_path(n, *dims, grad.itemsize)
+    k = published(path)  # only "row" and "tile" name a kernel of their own
+    try:
+        if k is not None:
+            return k(data, labels, params, grad), grad
+        return _compute(path, data, labels, params, dims, grad), grad
+    except TypeError:
+        # The kernel was not compiled for this float type yet (_compute compiles it), or
+        # the arrays are not C-contiguous, the only layout compiled: they are copied once.
+        contiguous = data.flags.c_contiguous and labels.flags.c_contiguous and params.flags.c_contiguous
+        if contiguous and (k is None or is_compiled(path, grad.dtype)):
+            raise
+        data, labels, params = (np.ascontiguousarray(a) for a in (data, labels, params))
+        return _compute(path, data, labels, params, dims, grad), grad
+
+
+def runtime_info():
+    """Numba's threading layer and thread counts, and how each pool's idle threads behave,
+    for ``twolayer info`` and the benchmark."""
+    import llvmlite.binding as ll
+
+    lib = numpy_blas.bound()
+    return {
+        "numba threading layer": THREADING_LAYER,
+        "numba threads": f"{get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+        "wide layers": (f"BLAS path on NumPy's {lib.interface} OpenBLAS" if lib else
+                        "portable path (products through NumPy: its BLAS is not an OpenBLAS twolayer can bind)"),
+        "openmp spin after a parallel region": threads.omp_spin_description(),
+        "openblas idle threads": numpy_blas.idle_spin_description(),
+        "svml": bool(numba.config.USING_SVML),
+        "llvm cpu": ll.get_host_cpu_name(),
+    }

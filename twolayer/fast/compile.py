@@ -1,0 +1,116 @@
+"""Compilation of the entry kernels: each is compiled for the float type of its first
+call, and for the other one only if a call needs it (a typical user needs one: half the
+wait of a first-ever compile). Inputs are typed read-only, so that read-only and
+writeable arrays share one compiled version.
+
+A dispatcher is published with compilation switched off, so no call can trigger another
+compile; a second float type is compiled on a twin of the dispatcher (the same function,
+so the same cache entries) and handed over as a finished overload.
+"""
+import threading
+
+import numba
+from numba import types
+
+from ..kernels import narrow, portable, single, wide
+from . import numpy_blas
+
+
+def _arrays(dt):
+    return (types.Array(dt, 2, "C", readonly=True), types.Array(dt, 1, "C", readonly=True),
+            types.Array(dt, 2, "C"), types.Array(dt, 1, "C"))
+
+
+def _simple(dt):  # data, labels, params, grad (the dimensions come from the shapes)
+    ro2, ro1, _, rw1 = _arrays(dt)
+    return (ro2, ro2, ro1, rw1)
+
+
+def _chunked(dt):  # data, labels, params, Dx, H, Dy, tile rows, rows per chunk, blocks, ws, costs, grad
+    ro2, ro1, _, rw1 = _arrays(dt)
+    return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, types.Array(types.float64, 1, "C"), rw1)
+
+
+def _columns(dt):  # data, labels, params, Dx, H, Dy, tile rows, hidden and output block widths, ws, grad
+    ro2, ro1, _, rw1 = _arrays(dt)
+    return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
+
+
+def _portable(name):
+    def signature(dt):
+        ro2, ro1, rw2, rw1 = _arrays(dt)
+        return {
+            "hidden_forward_tail": (rw1, ro1, rw1),  # h_flat, b1, bias_tile
+            "output_forward_tail_columns": (rw2, ro1, ro2, types.intp, rw2, rw2, rw1),  # zT, b2, labels, r0, yT, rows, gb2
+            "output_forward_tail_rows": (rw2, ro1, ro2, types.intp, rw1),  # z, b2, labels, r0, gb2
+            "hidden_backward_head": (rw2, rw2, rw1),  # d, h, gb1
+            "add_into": (rw1, rw1),
+        }[name]
+    return signature
+
+
+ENTRY_KERNELS = {
+    "row": (single.rows_forward_backward, _simple),
+    "tile": (narrow.tile_forward_backward, _simple),
+    "narrow_serial": (narrow.narrow_serial, _chunked),
+    "narrow_parallel": (narrow.narrow_parallel, _chunked),
+    "blas_serial": (wide.wide_serial, _chunked),
+    "blas_parallel": (wide.wide_parallel, _chunked),
+    "blas_columns_serial": (wide.wide_columns_serial, _columns),
+    "blas_columns_parallel": (wide.wide_columns_parallel, _columns),
+    **{name: (getattr(portable, name), _portable(name)) for name in
+       ("hidden_forward_tail", "output_forward_tail_columns", "output_forward_tail_rows", "hidden_backward_head",
+        "add_into")},
+}
+_compiled = {}  # entry name -> its dispatcher, once compiled for a first float type
+_ready = set()  # (entry name, numpy dtype) pairs that _compiled's dispatchers accept
+_twins = {}  # entry name -> the twin dispatchers that compiled its later float types
+_lock = threading.Lock()
+
+
+def kernel(name, dtype):
+    """The dispatcher of entry kernel ``name``, compiled (at least) for ``dtype``, a float32
+    or float64 numpy dtype."""
+    if (name, dtype) not in _ready:
+        with _lock:
+            if (name, dtype) not in _ready:
+                _compile(name, dtype)
+    return _compiled[name]
+
+
+def published(name):
+    """The dispatcher of ``name`` if it has been compiled for some float type, else None:
+    callers that find one try it first and compile only on a TypeError."""
+    return _compiled.get(name)
+
+
+def is_compiled(name, dtype):
+    """Whether entry kernel ``name`` is compiled for ``dtype``."""
+    return (name, dtype) in _ready
+
+
+def cache_stats(name):
+    """(hits, misses) of Numba's cache for entry kernel ``name``, over all its float types."""
+    dispatchers = [_compiled[name], *_twins.get(name, [])] if name in _compiled else []
+    return (sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
+            sum(sum(d.stats.cache_misses.values()) for d in dispatchers))
+
+
+def _compile(name, dtype):
+    dispatcher, signature_of = ENTRY_KERNELS[name]
+    if name.startswith("blas") and numpy_blas.bound() is None:  # its GEMM symbols must be bound first
+        raise RuntimeError("the BLAS kernels need NumPy's OpenBLAS, which was not found")
+    signature = signature_of(numba.from_dtype(dtype))
+    if name not in _compiled:  # not published yet: no call can reach it meanwhile
+        dispatcher.compile(signature)
+        dispatcher.disable_compile()
+        _compiled[name] = dispatcher
+    else:
+        options = {k: v for k, v in dispatcher.targetoptions.items() if k != "nopython"}  # njit's own
+        twin = numba.njit(**options)(dispatcher.py_func)
+        twin.enable_caching()  # every entry kernel is cached (ENTRY); cache=True is not a target option
+        twin.compile(signature)
+        twin.disable_compile()
+        _twins.setdefault(name, []).append(twin)  # it owns the compiled code
+        dispatcher.add_overload(next(iter(twin.overloads.values())))
+    _ready.add((name, dtype))

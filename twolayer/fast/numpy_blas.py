@@ -1,0 +1,220 @@
+"""NumPy's own BLAS, for the kernels' GEMMs: found, bound by symbol name, held at one
+thread while our blocks run, and its idle threads sent to sleep sooner.
+
+kernels/gemm.py calls two C symbols with the ILP64 CBLAS interface. ``bound()`` points
+them at the OpenBLAS that NumPy loaded, before any kernel is compiled or loaded from
+Numba's cache (the cached object code refers to the names, not to addresses):
+
+- pip's wheels: ILP64 symbols with NumPy's prefix, ``scipy_cblas_dgemm64_``;
+- Debian's, Ubuntu's and conda's OpenBLAS: LP64 ``cblas_dgemm``, reached through small
+  compiled adapters with the ILP64 signature (kernels/gemm.py).
+
+Any other BLAS (MKL, Accelerate, BLIS, the reference BLAS) is not bound: wide layers then
+take the portable path, which issues the products through NumPy itself. Why NumPy's BLAS
+and not SciPy's (which Numba's own np.dot uses): one BLAS thread pool in the process, and
+no SciPy import (0.2 s of a first call).
+"""
+import ctypes
+import os
+import threading
+
+import llvmlite.binding as ll
+
+from ..kernels.gemm import LP64_SYMBOLS, SYMBOLS, lp64_adapters
+
+# OpenBLAS's workers spin for 2^28 TSC cycles (about 0.1 s) after each threaded product
+# before they sleep; in a training loop that spin takes a core from our threads on every
+# call. 2^18 cycles (0.1 ms at 2.6 GHz) keeps back-to-back products awake (docs/design.md).
+IDLE_SPIN_LOG2 = 18
+# Opt-out: TWOLAYER_OPENBLAS_SPIN=keep leaves OpenBLAS's idle spin as it is.
+KEEP_SPIN_ENV = "TWOLAYER_OPENBLAS_SPIN"
+LP64_MAX = 2**31 - 1
+
+
+class Library:
+    """A bound OpenBLAS: where it is, its interface, its thread controls."""
+
+    def __init__(self, path, interface, dll, name):
+        self.path = path
+        self.interface = interface  # "ILP64" or "LP64"
+        self.get_num_threads = _function(dll, name("openblas_get_num_threads"), ctypes.c_int)
+        self.set_num_threads = _function(dll, name("openblas_set_num_threads"), None, ctypes.c_int)
+        # Exported without NumPy's prefix even in its wheels (OpenBLAS 0.3.21 .. 0.3.31).
+        self._spin_controls = [_function(dll, f, None) for f in ("openblas_read_env", "blas_thread_shutdown_",
+                                                                  "blas_thread_init")]
+        parallel = _function(dll, name("openblas_get_parallel"), ctypes.c_int)
+        self.threading = {0: "sequential", 1: "pthreads", 2: "openmp"}.get(parallel() if parallel else -1, "unknown")
+        self.adapters = None  # LP64: the compiled adapters, kept alive here
+
+    def can_shorten_spin(self):
+        """Whether the idle spin of this build can be changed: a pthreads OpenBLAS (an
+        OpenMP one follows OMP_WAIT_POLICY) that exports the three functions it takes."""
+        return self.threading == "pthreads" and all(self._spin_controls)
+
+    def restart_threads_with_timeout(self, log2_cycles):
+        """Restart OpenBLAS's thread server so that its workers sleep after 2^log2_cycles
+        TSC cycles without work (OPENBLAS_THREAD_TIMEOUT, which OpenBLAS reads only when
+        the server starts). OpenBLAS itself shuts the server down the same way before every
+        fork(); like a fork, this must not happen while another thread is inside BLAS."""
+        read_env, shutdown, init = self._spin_controls
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(log2_cycles)
+        try:
+            read_env()
+            shutdown()
+            init()  # the server reads the timeout now; it keeps it across later restarts
+        finally:
+            del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+            read_env()  # OpenBLAS's copy of the environment is the environment again
+
+
+def _function(dll, symbol, restype, *argtypes):
+    fn = getattr(dll, symbol, None)
+    if fn is not None:
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return fn
+
+
+def _find():
+    """NumPy's OpenBLAS: (path, ctypes.CDLL, interface, symbol namer), or None."""
+    import numpy  # noqa: F401  (loads NumPy's BLAS into the process)
+    from threadpoolctl import ThreadpoolController
+
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        if lib.internal_api != "openblas":
+            continue
+        dll = ctypes.CDLL(lib.filepath)
+        # ILP64 builds end their symbols in "64_"; NumPy's wheels add the prefix "scipy_".
+        for prefix, suffix, interface in (("scipy_", "64_", "ILP64"), ("", "64_", "ILP64"), ("", "", "LP64")):
+            def name(base, prefix=prefix, suffix=suffix):
+                return f"{prefix}{base}{suffix}"
+
+            if all(hasattr(dll, name(f)) for f in ("cblas_dgemm", "cblas_sgemm", "openblas_get_num_threads",
+                                                   "openblas_set_num_threads")):
+                return lib.filepath, dll, interface, name
+    return None
+
+
+_lock = threading.Lock()
+_bound = []  # [Library] once bound, [None] when NumPy's BLAS cannot be bound
+
+
+def bound():
+    """NumPy's BLAS, bound for the kernels on first use; None when it is not an OpenBLAS
+    (or TWOLAYER_BLAS=numpy asks for the portable path)."""
+    if not _bound:
+        with _lock:
+            if not _bound:
+                _bound.append(_bind())
+    return _bound[0]
+
+
+def _bind():
+    if os.environ.get("TWOLAYER_BLAS", "auto") == "numpy":
+        return None
+    found = _find()
+    if found is None:
+        return None
+    path, dll, interface, name = found
+    library = Library(path, interface, dll, name)
+    address = {kind: ctypes.cast(getattr(dll, name(f"cblas_{kind}gemm")), ctypes.c_void_p).value for kind in SYMBOLS}
+    if interface == "ILP64":
+        for kind, symbol in SYMBOLS.items():
+            ll.add_symbol(symbol, address[kind])
+    else:
+        for kind, symbol in LP64_SYMBOLS.items():
+            ll.add_symbol(symbol, address[kind])
+        library.adapters = lp64_adapters()
+        for kind, symbol in SYMBOLS.items():
+            ll.add_symbol(symbol, library.adapters[kind].address)
+    return library
+
+
+def fits(*sizes):
+    """Whether a bound BLAS takes these sizes (LP64: below 2^31)."""
+    lib = bound()
+    return lib is not None and (lib.interface == "ILP64" or max(sizes) <= LP64_MAX)
+
+
+class SingleThreaded:
+    """Holds the bound BLAS at one thread while blocks run in Numba's threads, so that one
+    thread pool is busy at a time; restores the previous count when the last concurrent
+    caller leaves.
+
+    OpenBLAS's thread count is process-wide and is set here through its own C function:
+    threadpoolctl only lets the first thread that used it change it, and from any other
+    Python thread the limit would silently not apply.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = 1
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                lib = bound()
+                self._saved = lib.get_num_threads()
+                if self._saved != 1:
+                    lib.set_num_threads(1)
+            self._depth += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._saved != 1:
+                bound().set_num_threads(self._saved)
+
+
+single_threaded = SingleThreaded()
+
+
+# ---------------------------------------------------------------------------
+# OpenBLAS's idle spin. Shortened once, at the first parallel call, when nothing can be
+# inside OpenBLAS: no other Python thread is alive (a threaded call from another thread
+# would hang the restart). Until then each parallel call looks again (threading.active_count,
+# ~0.1 us).
+
+_spin = {"state": None}  # None: not looked at yet; "pending": waiting for the other threads to end
+_spin_lock = threading.Lock()
+
+
+def shorten_idle_spin():
+    """Shorten OpenBLAS's idle spin to 2^IDLE_SPIN_LOG2 cycles if it is ours to do and safe
+    now. Returns the state: "shortened", "pending" or a reason it is left alone."""
+    state = _spin["state"]
+    if state is not None and state != "pending":
+        return state
+    with _spin_lock:
+        state = _spin["state"]
+        if state is None:
+            state = _spin["state"] = _whose_spin()
+        if state == "pending" and threading.active_count() == 1:
+            bound().restart_threads_with_timeout(IDLE_SPIN_LOG2)
+            state = _spin["state"] = "shortened"
+    return state
+
+
+def _whose_spin():
+    lib = bound()
+    if lib is None:
+        return "not an OpenBLAS"
+    if os.environ.get(KEEP_SPIN_ENV) == "keep":
+        return f"kept ({KEEP_SPIN_ENV}=keep)"
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return f"set by OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']}"
+    if not lib.can_shorten_spin():
+        return f"OpenBLAS's own ({lib.threading} build without the controls)"
+    return "pending"
+
+
+def idle_spin_description():
+    """What OpenBLAS's idle workers do, for ``twolayer info``."""
+    state = _spin["state"] or _whose_spin()
+    if state == "shortened":
+        return f"sleep after 2^{IDLE_SPIN_LOG2} cycles (set by twolayer; {KEEP_SPIN_ENV}=keep to opt out)"
+    if state == "pending":
+        return (f"spin 2^28 cycles (~0.1 s) for now: twolayer shortens it to 2^{IDLE_SPIN_LOG2} at a parallel "
+                "call when no other Python thread runs")
+    return state

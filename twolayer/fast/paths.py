@@ -1,0 +1,128 @@
+"""Which kernel runs a call, and how a batch is cut: from N, the layer sizes and the float
+size only, never from the thread count, so that results never depend on it.
+
+Paths (kernels/):
+  row       single.py    one row at a time; the tiniest batches, where the call is the
+                         cost, and a few rows when W1 is too big for the cache
+  tile      narrow.py    one transposed tile, no threads; small batches of narrow layers
+  narrow    narrow.py    fixed chunks of tiles over Numba's threads; narrow layers
+  blas      wide.py      NumPy's OpenBLAS for the products, called single-threaded on
+                         fixed chunks over Numba's threads; wider layers
+  portable  portable.py  the products through NumPy (any BLAS, its own threads), the
+                         elementwise stages fused in between; wider layers where NumPy's
+                         BLAS cannot be bound
+
+Vocabulary, as in kernels/common.py: a tile is the rows taken through every stage at
+once; a chunk is a share of the batch fixed by the batch, with its own gradient
+accumulator, summed in chunk order; a block is the run of chunks one thread takes.
+"""
+import math
+
+from ..kernels import narrow
+
+PATHS = ("row", "tile", "narrow", "blas", "portable")
+
+# Chunks of the narrow path: large enough to balance 2..64 threads.
+NARROW_CHUNKS = 64
+# Chunks of the BLAS path: a power of two (whole chunks per thread for 2, 4, 8 ... threads)
+# near sqrt(N / 8), so that the passes over P that add the chunks' accumulators stay a
+# few percent of the work (2 chunks at N = 32, 16 at 4096, 64 from 32768 on), whose
+# accumulators take at most BLAS_ACCUMULATOR_BYTES: the BLAS path's memory bound beyond
+# its tiles' scratch.
+BLAS_MAX_CHUNKS = 64
+BLAS_ACCUMULATOR_BYTES = 48 << 20
+# Weights in W1 from which it no longer stays in cache between the products of a call.
+W1_BEYOND_CACHE = 1 << 18
+# Rows up to which the row kernel beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS
+# or more, by itemsize: it streams the weights once per row, from L2 for (784, 128, 10)
+# (us per call, row / columns, float64: N = 3 53 / 64, N = 5 87 / 64; float32 N = 5
+# 50 / 39), from memory beyond W1_BEYOND_CACHE ((1024, 1024, 1024) float64 N = 2 a tie
+# at 1850, float32 N = 2 570 / 649, N = 3 939 / 913).
+ROW_MAX_ROWS = {4: 3, 8: 3}
+ROW_MAX_ROWS_BEYOND_CACHE = {4: 2, 8: 1}
+# Rows up to which the row kernel beats one tile on narrow layers (a tile costs about
+# 250 short loops for (10, 5, 10) whatever its rows). Measured, us per kernel call, row / tile, N = 2:
+# (10,5,10) 1.11 / 1.52, (20,10,5) 1.31 / 2.28, (4,16,10) 1.25 / 2.34, (100,2,20) 1.94 / 2.89;
+# only (1,1,1) lost, 0.86 / 0.74. At N = 3 the tile won for (3,7,2) and (1,1,1).
+NARROW_ROW_MAX_ROWS = 2
+# Workspace of one tile of the portable path (its products run on the BLAS's threads, so
+# a tile need not stay in L2; bigger tiles make fewer calls from Python): 8 MiB, or four
+# gradients' worth where that is more, so that adding each tile's gradient to the total
+# stays a small part of the tile's work ((1024, 1024, 1024) float64 N = 1024 in tiles of
+# 256 rows: 0.91x NumPy's time).
+PORTABLE_TILE_BYTES = 8 << 20
+
+
+def choose_path(n, Dx, H, Dy, itemsize=8):
+    """The kernel for n rows of a (Dx, H, Dy) network of ``itemsize``-byte floats
+    (crossovers measured on 2 cores): "row", "tile", "narrow" or "blas" (which runs as
+    "portable" where NumPy's BLAS cannot be bound).
+
+    Narrow layers (Dx H + H Dy <= 256) take the transposed tiles: a tile's work is a
+    handful of vector operations per weight, while each BLAS call costs a microsecond or
+    more; from (10, 20, 10) on, BLAS wins; but one or two rows take the row kernel, since
+    a tile costs a few hundred short loops whatever its rows. A big W1 keeps the row
+    kernel for a few rows (ROW_MAX_ROWS).
+    """
+    if Dx * H + H * Dy <= 256:
+        if n <= NARROW_ROW_MAX_ROWS:
+            return "row"
+        return "tile" if n < 512 else "narrow"
+    if n <= 1:
+        return "row"
+    if Dx * H >= COLUMNS_MIN_WEIGHTS:
+        rows = ROW_MAX_ROWS_BEYOND_CACHE if Dx * H >= W1_BEYOND_CACHE else ROW_MAX_ROWS
+        if n <= rows[itemsize]:
+            return "row"
+    return "blas"
+
+
+def narrow_chunks(n, Dx, H, Dy, itemsize):
+    """(rows per tile, rows per chunk, chunks) of the narrow path: whole tiles per chunk."""
+    T = narrow.tile_rows(Dx, H, Dy, itemsize)
+    per_chunk = max(1, -(-n // (T * NARROW_CHUNKS))) * T
+    return T, per_chunk, max(1, -(-n // per_chunk))
+
+
+def blas_chunks(n, Dx, H, Dy, itemsize):
+    """(rows per tile, rows per chunk, chunks) of the BLAS path. Tiles keep a chunk's
+    activations in L2 between the GEMMs; measured at N = 4096 on 2 cores (GFLOP/s by
+    rows per tile): (50, 100, 5) 70 at 64-192 rows, 60 at 512; (784, 128, 10) 84-86 at
+    64-128, 81 at 256, 76 at 1024; but (1024, 1024, 1024) 96-97 at 256 against 94 at 128."""
+    P = (Dx + 1) * H + (H + 1) * Dy
+    chunks = min(BLAS_MAX_CHUNKS, max(1, math.isqrt(n // 8)), max(1, BLAS_ACCUMULATOR_BYTES // (P * itemsize)))
+    chunks = 1 << (chunks.bit_length() - 1)  # a power of two, rounded down
+    per_chunk = -(-n // chunks)
+    R = 256 if Dx * H >= W1_BEYOND_CACHE else 128
+    return min(R, max(1, per_chunk)), max(1, per_chunk), chunks
+
+
+# Batches too small for two chunks, on a W1 of COLUMNS_MIN_WEIGHTS or more, are split by
+# columns of the weights instead (kernels/wide.py, wide_columns_*): each thread streams
+# only its share of the weights, and nothing needs an accumulator. Blocks of
+# COLUMN_BLOCK_BYTES of a weight row (two blocks at least): 32 float64 columns of W1
+# (1024, 1024) read 8 KiB apart, a page apart, and lost 0.75x to 1.10x against 64 columns.
+COLUMNS_MIN_WEIGHTS = 1 << 15
+COLUMN_BLOCK_BYTES = 512
+
+
+def blas_columns(n, Dx, H, Dy, itemsize):
+    """(rows per tile, hidden units per block, outputs per block) of the column split, or
+    None where the batch is cut into chunks of rows instead."""
+    if blas_chunks(n, Dx, H, Dy, itemsize)[2] > 1 or Dx * H < COLUMNS_MIN_WEIGHTS:
+        return None
+
+    def block(width):
+        return max(16, min(COLUMN_BLOCK_BYTES // itemsize, width // 2))
+
+    return max(1, n), block(H), block(Dy)
+
+
+def portable_tile_rows(n, Dx, H, Dy, itemsize):
+    """Rows per tile of the portable path: the whole batch while its workspace stays
+    within budget (PORTABLE_TILE_BYTES), else the fewest equal tiles that do (at least
+    64 rows)."""
+    per_row = (2 * H + 2 * Dy + 4) * itemsize
+    budget = max(PORTABLE_TILE_BYTES, 4 * ((Dx + 1) * H + (H + 1) * Dy) * itemsize)
+    tiles = max(1, -(-(n * per_row) // budget))
+    return max(min(n, 64), -(-n // tiles))
