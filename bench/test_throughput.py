@@ -55,28 +55,3 @@ def test_throughput(benchmark, medians, backend, point):
     assert np.isfinite(cost) and cost > 0
     assert grad.shape == (param_count(dims),) and np.isfinite(grad).all()
     _record(benchmark, medians, shape, n, dtype, backend)
-
-
-@pytest.mark.parametrize("shape, n", [pytest.param("cs224n", 4096, marks=pytest.mark.quick), ("cs224n", 65536),
-                                      ("sentiment", 4096), ("mnist", 1024), ("mnist", 4096)])
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_training_loop_step(benchmark, medians, backend, shape, n):
-    """One SGD step as users write it: our call, then NumPy work of their own (a BLAS
-    evaluation pass and the update). NumPy's BLAS threads keep spinning for a while after
-    a call; this measures what that does to the next call, instead of hiding it."""
-    dims = SHAPES[shape]
-    data, labels, params = make_problem(dims, n, "float64")
-    f = make_call(backend, dims, "float64")
-    W1 = params[: dims[0] * dims[1]].reshape(dims[0], dims[1])
-
-    def step():
-        cost, grad = f(data, labels, params)
-        np.dot(data, W1)  # the user's own NumPy BLAS call
-        params[:] -= 1e-6 * grad
-        return cost
-
-    step()
-    benchmark.group = f"training step {shape} N={n}"
-    assert np.isfinite(benchmark(step))
-    _record(benchmark, medians, shape, n, "float64", backend)
-    benchmark.extra_info["scenario"] = "training step"

@@ -105,3 +105,28 @@ def test_a_burst_in_one_turn_does_not_move_the_median(monkeypatch):
 def test_a_negative_time_is_refused_by_name(option):
     result = twolayer_cli("bench", option, "-1")
     assert result.returncode == 2 and option in result.stderr and "expected a number of seconds >= 0, got -1" in result.stderr
+
+
+def test_bench_loop_times_the_training_loop_and_the_gate_reads_it(tmp_path):
+    path = tmp_path / "loop.json"
+    result = twolayer_cli("bench", "--loop", "--shapes", "cs224n", "mnist", "--batch-sizes", "64",
+                          "--dtypes", "float64", "--budget", "0.01", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "step speedup" in result.stdout and "in loop / alone" in result.stdout
+    records = json.loads(path.read_text())["loop_records"]
+    assert {(r["shape"], r["n"], r["backend"]) for r in records} == {
+        (s, 64, b) for s in ("cs224n", "mnist") for b in ("numpy", "numba")}
+    for r in records:
+        assert r["step_seconds"] > r["call_seconds"] > 0 and r["alone_seconds"] > 0
+        assert r["in_loop_ratio"] == pytest.approx(r["call_seconds"] / r["alone_seconds"])
+        assert r["step_speedup"] == pytest.approx(1.0) if r["backend"] == "numpy" else r["step_speedup"] > 0
+    report = twolayer_cli("report", str(path))
+    assert report.returncode == 0 and report.stdout.count("float64") == 2
+    doc = json.loads(path.read_text())
+    for r in doc["loop_records"]:
+        if r["backend"] == "numba" and r["shape"] == "mnist":
+            r["step_speedup"] *= 0.5
+    slower = tmp_path / "slower.json"
+    slower.write_text(json.dumps(doc))
+    gate = twolayer_cli("gate", str(path), str(slower))
+    assert gate.returncode == 1 and "FAIL mnist     N=64     float64 numba loop" in gate.stdout

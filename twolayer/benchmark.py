@@ -171,7 +171,12 @@ def format_table(records, fast="numba"):
         r = by_backend.get(fast)
         line += [f"{r.speedup:.1f}x" if r and r.speedup else "-", f"{100 * r.peak_fraction:.1f}" if r else "-"]
         lines.append(line)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    return render_table(lines)
+
+
+def render_table(lines):
+    """Plain-text columns: the first row is the header, the first column left-aligned."""
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     out = []
     for k, row in enumerate(lines):
         out.append("  ".join(cell.rjust(w) if i >= 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))

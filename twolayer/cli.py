@@ -80,8 +80,10 @@ def _bench(args, backends):
     info["gemm peak"] = ", ".join(f"{dt} {gemm_peak(dt):.1f} GFLOP/s" for dt in args.dtypes)
     _print_info(info)
     print()
+    if args.loop:
+        return _bench_loop(args, backends, info)
     progress = _progress_bar()
-    records = sweep(args.shapes, args.batch_sizes or DEFAULT_BATCH_SIZES, args.dtypes, backends,
+    records = sweep(args.shapes_given or list(SHAPES), args.batch_sizes or DEFAULT_BATCH_SIZES, args.dtypes, backends,
                     budget=args.budget, progress=progress, settle=args.settle, rounds=args.rounds)
     progress(None, None, None)
     print(format_table(records))
@@ -95,6 +97,30 @@ def _bench(args, backends):
         speedup_png = args.plot.rsplit(".", 1)[0] + "-speedup.png"
         plot_records(records, args.plot, speedup_png)
         print(f"wrote {args.plot} and {speedup_png}")
+    return 0
+
+
+def _bench_loop(args, backends, info):
+    from .trainloop import POINTS, format_loop_table, measure_loop_point
+
+    points = [(s, n, d) for s, n, d in POINTS
+              if (args.shapes_given is None or s in args.shapes_given) and d in args.dtypes
+              and (args.batch_sizes is None or n in args.batch_sizes)]
+    if args.batch_sizes is not None:  # batches asked for that the table does not hold
+        shapes = args.shapes_given or list(dict.fromkeys(s for s, _, _ in POINTS))
+        points += [(s, n, d) for s in shapes for n in args.batch_sizes for d in args.dtypes
+                   if (s, n, d) not in points]
+    progress = _progress_bar()
+    records = []
+    for i, (shape, n, dtype) in enumerate(points):
+        records += measure_loop_point(shape, n, dtype, backends, budget=max(args.budget, 0.05) * 2.4)
+        progress(i + 1, len(points), f"loop {shape} batch={n} {dtype}")
+    progress(None, None, None)
+    print(format_loop_table(records))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": info, "loop_records": [r.as_dict() for r in records]}, f, indent=1, default=str)
+        print(f"\nwrote {args.json}")
     return 0
 
 
@@ -170,7 +196,8 @@ def build_parser():
     info.set_defaults(handler=cmd_info)
 
     bench = sub.add_parser("bench", help="how fast is it here: a sweep over shapes, batch sizes and dtypes")
-    bench.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    bench.add_argument("--shapes", nargs="+", choices=list(SHAPES), dest="shapes_given",
+                       help="default: all (with --loop: mnist, sentiment, cs224n)")
     bench.add_argument("--batch-sizes", nargs="+", type=_positive_int, metavar="N",
                        help="default: 1 16 256 4096 65536 (the wide shape stops at 4096)")
     bench.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
@@ -184,6 +211,9 @@ def build_parser():
                             f"to stop spinning (default {SETTLE_SECONDS})")
     bench.add_argument("--rounds", type=_positive_int, default=ROUNDS,
                        help=f"turns each backend takes at each point, sharing the budget (default {ROUNDS})")
+    bench.add_argument("--loop", action="store_true",
+                       help="the training-loop scenario instead of the sweep: each backend's SGD step time, with "
+                            "the user's own NumPy code between calls, and the call's time in the loop and alone")
     bench.add_argument("--json", metavar="PATH", help="write one record per measurement")
     bench.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png); needs matplotlib")
     bench.set_defaults(handler=cmd_bench)

@@ -1,20 +1,44 @@
 """Tables and plots from saved runs, and the portable regression gate.
 
-A run is the JSON of ``twolayer bench --json`` (a list of records) or of pytest-benchmark
-(``--benchmark-json`` or ``--benchmark-autosave``; the records live in each benchmark's
-extra_info). Absolute times do not carry across machines; speedups over the NumPy
-backend measured in the same run mostly do, so the gate compares those.
+A run is the JSON of ``twolayer bench --json`` (throughput records, or with ``--loop``
+training-loop records) or of pytest-benchmark (``--benchmark-json`` or
+``--benchmark-autosave``; the records live in each benchmark's extra_info). Absolute
+times do not carry across machines; speedups over the NumPy backend measured in the
+same run mostly do, so the gate compares those, the training loop's step speedups too.
 """
 import json
 
 from .benchmark import Record, format_table
 from .layout import SHAPES, flop_count
+from .trainloop import LoopRecord, format_loop_table
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_loop(path):
+    """The training-loop records of a saved run (``twolayer bench --loop --json`` or
+    pytest-benchmark's bench/test_training_loop.py)."""
+    doc = _read(path)
+    if isinstance(doc, dict) and "benchmarks" in doc:
+        records = []
+        for bench in doc["benchmarks"]:
+            info = bench.get("extra_info", {})
+            if info.get("scenario") == "training loop" and "step_seconds" in info:
+                records.append(LoopRecord(info["shape"], tuple(info["dims"]), info["n"], info["dtype"], info["backend"],
+                                          info["step_seconds"], info["call_seconds"], info["alone_seconds"],
+                                          info.get("step_speedup")))
+        return records
+    fields = set(LoopRecord.__dataclass_fields__)
+    return [LoopRecord(**{k: v for k, v in r.items() if k in fields} | {"dims": tuple(r["dims"])})
+            for r in (doc.get("loop_records", []) if isinstance(doc, dict) else [])]
 
 
 def load(path):
-    """The records of a saved run."""
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
+    """The throughput records of a saved run."""
+    doc = _read(path)
     if isinstance(doc, dict) and "benchmarks" in doc:  # pytest-benchmark
         records = []
         for bench in doc["benchmarks"]:
@@ -31,7 +55,13 @@ def load(path):
 
 
 def table(path):
-    return format_table(load(path))
+    parts = []
+    records, loop = load(path), load_loop(path)
+    if records:
+        parts.append(format_table(records))
+    if loop:
+        parts.append(format_loop_table(loop))
+    return "\n\n".join(parts) or f"{path}: no records"
 
 
 def gate(baseline_path, current_path, tolerance=0.15):
@@ -40,9 +70,13 @@ def gate(baseline_path, current_path, tolerance=0.15):
     Fails when a speedup present in both runs dropped by more than ``tolerance``
     (0.15: the current speedup is below 85% of the baseline's).
     """
-    key = lambda r: (r.shape, r.n, r.dtype, r.backend)  # noqa: E731
-    base = {key(r): r.speedup for r in load(baseline_path) if r.speedup and r.backend != "numpy"}
-    current = {key(r): r.speedup for r in load(current_path) if r.speedup and r.backend != "numpy"}
+    def speedups(path):
+        out = {(r.shape, r.n, r.dtype, r.backend): r.speedup for r in load(path) if r.speedup and r.backend != "numpy"}
+        out.update({(r.shape, r.n, r.dtype, r.backend + " loop"): r.step_speedup for r in load_loop(path)
+                    if r.step_speedup and r.backend != "numpy"})
+        return out
+
+    base, current = speedups(baseline_path), speedups(current_path)
     common = sorted(set(base) & set(current), key=lambda k: (k[0], k[2], k[1], k[3]))
     if not common:
         return False, ["no point of the grid has a speedup in both runs: nothing to compare"]
@@ -51,7 +85,7 @@ def gate(baseline_path, current_path, tolerance=0.15):
         ratio = current[k] / base[k]
         bad = ratio < 1 - tolerance
         ok &= not bad
-        lines.append(f"{'FAIL' if bad else 'ok  '} {k[0]:9s} N={k[1]:<6d} {k[2]:7s} {k[3]:6s} "
+        lines.append(f"{'FAIL' if bad else 'ok  '} {k[0]:9s} N={k[1]:<6d} {k[2]:7s} {k[3]:11s} "
                      f"speedup {base[k]:7.2f}x -> {current[k]:7.2f}x ({100 * (ratio - 1):+.0f}%)")
     lines.append(f"{len(common)} points compared, tolerance {100 * tolerance:.0f}%: {'passed' if ok else 'FAILED'}")
     return ok, lines

@@ -1,0 +1,162 @@
+"""The training-loop scenario: minibatch SGD as users write it, with their own NumPy code
+between our calls (a fancy-indexed minibatch, the update, and every tenth step an
+evaluation whose product runs on NumPy's BLAS threads). Calls timed back to back on a
+quiet machine miss what happens here: thread pools that spin after their work and take
+a core from the next one, threads that fell asleep and must be woken, data fresh from
+another core's cache.
+
+For each backend: the step time (what the user waits for), the call's mean time inside
+the loop, and its mean time alone (back to back on one batch, after a quiet moment).
+"""
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .api import forward_backward_prop
+from .benchmark import make_problem, render_table
+from .layout import SHAPES, unpack_params
+
+# The points of the loop table: (shape, batch, dtype).
+POINTS = (
+    [("mnist", n, "float64") for n in (64, 256, 4096)]
+    + [("mnist", n, "float32") for n in (64, 256, 4096)]
+    + [("sentiment", n, "float64") for n in (64, 256, 4096)]
+    + [("cs224n", n, "float64") for n in (64, 256, 4096)]
+)
+TRAIN_ROWS = 10_000  # the training set the minibatches are drawn from
+VALIDATION_ROWS = 2_000
+EVAL_EVERY = 10
+LEARNING_RATE = 1e-3
+
+
+@dataclass
+class LoopProblem:
+    shape: str
+    dims: tuple
+    batch: int
+    dtype: str
+    X: np.ndarray
+    Y: np.ndarray
+    X_val: np.ndarray
+    params: np.ndarray
+
+
+def make_loop(shape, batch, dtype, seed=0):
+    dims = SHAPES[shape]
+    X, Y, params = make_problem(dims, max(TRAIN_ROWS, batch), dtype, seed=seed)
+    return LoopProblem(shape, dims, batch, np.dtype(dtype).name, X, Y, X[:VALIDATION_ROWS].copy(), params)
+
+
+def run_steps(call, problem, params, steps, rng, clock=time.perf_counter):
+    """``steps`` SGD steps on ``params`` (updated in place), ``call(data, labels, params)
+    -> (cost, grad)`` computing each gradient. Returns (seconds per step, seconds per call)."""
+    X, Y, X_val, dims, batch = problem.X, problem.Y, problem.X_val, problem.dims, problem.batch
+    step_times, call_times = [], []
+    for step in range(steps):
+        t0 = clock()
+        idx = rng.integers(0, len(X), batch)
+        data, labels = X[idx], Y[idx]
+        t1 = clock()
+        cost, grad = call(data, labels, params)
+        t2 = clock()
+        params -= LEARNING_RATE * grad
+        if step % EVAL_EVERY == EVAL_EVERY - 1:  # the user's own evaluation, plain NumPy
+            W1, b1, W2, b2 = unpack_params(params, dims)
+            (1 / (1 + np.exp(-(X_val @ W1 + b1))) @ W2 + b2).argmax(axis=1)
+        step_times.append(clock() - t0)
+        call_times.append(t2 - t1)
+    return step_times, call_times
+
+
+def time_alone(call, data, labels, params, budget, settle):
+    """Mean seconds of ``call`` back to back on one batch, after ``settle`` seconds of quiet."""
+    time.sleep(settle)
+    call(data, labels, params)
+    times = []
+    end = time.perf_counter() + budget
+    while time.perf_counter() < end or len(times) < 5:
+        t = time.perf_counter()
+        call(data, labels, params)
+        times.append(time.perf_counter() - t)
+    return statistics.fmean(times)
+
+
+@dataclass
+class LoopRecord:
+    shape: str
+    dims: tuple
+    n: int  # the batch
+    dtype: str
+    backend: str
+    step_seconds: float  # mean over the steps, evaluations included
+    call_seconds: float  # mean of the call inside the loop
+    alone_seconds: float  # mean of the call back to back, alone
+    step_speedup: float = None  # numpy's step time over this backend's, same run
+    scenario: str = "training loop"
+
+    @property
+    def in_loop_ratio(self):
+        return self.call_seconds / self.alone_seconds
+
+    def as_dict(self):
+        return {**asdict(self), "in_loop_ratio": self.in_loop_ratio}
+
+
+def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, settle=0.15, make_call=None):
+    """One LoopRecord per backend. The backends take ``rounds`` turns of the loop (each
+    after ``settle`` seconds of quiet), sharing ``budget`` seconds; then each is timed alone."""
+    problem = make_loop(shape, batch, dtype)
+    calls = {b: (make_call(b, problem.dims, dtype) if make_call else _api_call(b, problem.dims)) for b in backends}
+    for call in calls.values():  # compile, warm the workspaces
+        call(problem.X[:batch], problem.Y[:batch], problem.params.copy())
+    steps = {}
+    for b, call in calls.items():  # each turn lasts about budget / (2 rounds backends)
+        params = problem.params.copy()
+        t = time.perf_counter()
+        run_steps(call, problem, params, EVAL_EVERY, np.random.default_rng(0))
+        per_step = (time.perf_counter() - t) / EVAL_EVERY
+        steps[b] = max(2, int(budget / (2 * rounds * len(backends)) / per_step) // EVAL_EVERY) * EVAL_EVERY
+    times = {b: ([], []) for b in backends}
+    for turn in range(rounds):
+        for b, call in calls.items():
+            time.sleep(settle)
+            params = problem.params.copy()
+            step_times, call_times = run_steps(call, problem, params, steps[b], np.random.default_rng(turn))
+            times[b][0].extend(step_times)
+            times[b][1].extend(call_times)
+    data, labels = problem.X[:batch].copy(), problem.Y[:batch].copy()
+    records = []
+    for b, call in calls.items():
+        alone = time_alone(call, data, labels, problem.params.copy(), budget / (2 * len(backends)), settle)
+        records.append(LoopRecord(shape, problem.dims, batch, problem.dtype, b, statistics.fmean(times[b][0]),
+                                  statistics.fmean(times[b][1]), alone))
+    numpy_step = next((r.step_seconds for r in records if r.backend == "numpy"), None)
+    for r in records:
+        r.step_speedup = numpy_step / r.step_seconds if numpy_step else None
+    return records
+
+
+def _api_call(backend, dims):
+    return lambda data, labels, params: forward_backward_prop(data, labels, params, dims, backend=backend)
+
+
+def format_loop_table(records, fast="numba"):
+    """Per point: each backend's step time, then ``fast``'s step speedup over numpy and
+    its call's time alone and in the loop."""
+    backends = list(dict.fromkeys(r.backend for r in records))
+    rows = {}
+    for r in records:
+        rows.setdefault((r.shape, r.n, r.dtype), {})[r.backend] = r
+    header = ["shape", "batch", "dtype", *(f"{b} step ms" for b in backends), "step speedup",
+              f"{fast} call alone ms", "in loop ms", "in loop / alone"]
+    lines = [header]
+    for (shape, n, dtype), by_backend in rows.items():
+        line = [shape, str(n), dtype]
+        line += [f"{by_backend[b].step_seconds * 1e3:.3f}" if b in by_backend else "-" for b in backends]
+        r = by_backend.get(fast)
+        line += ([f"{r.step_speedup:.2f}x" if r.step_speedup else "-", f"{r.alone_seconds * 1e3:.3f}",
+                  f"{r.call_seconds * 1e3:.3f}", f"{r.in_loop_ratio:.2f}"] if r else ["-"] * 4)
+        lines.append(line)
+    return render_table(lines)
