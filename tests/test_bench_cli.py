@@ -23,7 +23,8 @@ def run_json(tmp_path_factory):
                           "--json", str(path), "--plot", str(path.with_suffix(".png")))
     assert result.returncode == 0, result.stderr
     assert "numba threading layer" in result.stdout and "gemm peak" in result.stdout
-    assert "numba speedup" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.startswith("shape"))
+    assert header.split() == ["shape", "N", "dtype", "numba", "us", "samples/s", "numpy", "us", "speedup", "%", "peak"]
     return path
 
 
@@ -130,3 +131,12 @@ def test_bench_loop_times_the_training_loop_and_the_gate_reads_it(tmp_path):
     slower.write_text(json.dumps(doc))
     gate = twolayer_cli("gate", str(path), str(slower))
     assert gate.returncode == 1 and "FAIL mnist     N=64     float64 numba loop" in gate.stdout
+
+
+def test_report_writes_markdown_tables(run_json):
+    result = twolayer_cli("report", str(run_json), "--markdown")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "| shape | N | dtype | numba µs | samples/s | numpy µs | speedup | % peak |"
+    assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|---:|"
+    assert len(lines) == 2 + 2 * 2 * 2 and all(line.startswith("| ") and line.endswith(" |") for line in lines[2:])

@@ -151,31 +151,39 @@ def _fmt_rate(x):
     return f"{x:.0f}"
 
 
-def format_table(records, fast="numba"):
-    """A plain-text table: one row per (shape, N, dtype), per backend the microseconds per
-    call and samples/s, then the speedup of ``fast`` over numpy and its % of GEMM peak."""
-    backends = list(dict.fromkeys(r.backend for r in records))
+def format_table(records, fast="numba", markdown=False):
+    """One row per (shape, N, dtype): ``fast``'s time per call and samples/s, numpy's time,
+    the fastest other backend's (name and time), ``fast``'s speedup over numpy and its %
+    of the GEMM peak. Under 100 columns; the JSON of a run keeps every backend's numbers."""
     rows = {}
     for r in records:
         rows.setdefault((r.shape, r.n, r.dtype), {})[r.backend] = r
-    header = ["shape", "N", "dtype"]
-    for b in backends:
-        header += [f"{b} us", f"{b} samples/s"]
-    header += [f"{fast} speedup", f"{fast} % peak"]
+    others = [b for b in dict.fromkeys(r.backend for r in records) if b not in (fast, "numpy")]
+    unit = "µs" if markdown else "us"
+    header = ["shape", "N", "dtype", f"{fast} {unit}", "samples/s", f"numpy {unit}"]
+    header += [f"best peer {unit}"] if others else []
+    header += ["speedup", "% peak"]
     lines = [header]
     for (shape, n, dtype), by_backend in rows.items():
-        line = [shape, str(n), dtype]
-        for b in backends:
-            r = by_backend.get(b)
-            line += [_fmt_time(r.seconds), _fmt_rate(r.samples_per_s)] if r else ["-", "-"]
-        r = by_backend.get(fast)
-        line += [f"{r.speedup:.1f}x" if r and r.speedup else "-", f"{100 * r.peak_fraction:.1f}" if r else "-"]
+        mine, base = by_backend.get(fast), by_backend.get("numpy")
+        line = [shape, str(n), dtype, _fmt_time(mine.seconds) if mine else "-", _fmt_rate(mine.samples_per_s) if mine
+                else "-", _fmt_time(base.seconds) if base else "-"]
+        if others:
+            peers = [by_backend[b] for b in others if b in by_backend]
+            best = min(peers, key=lambda r: r.seconds) if peers else None
+            line.append(f"{best.backend} {_fmt_time(best.seconds)}" if best else "-")
+        line += [f"{mine.speedup:.1f}x" if mine and mine.speedup else "-",
+                 f"{100 * mine.peak_fraction:.1f}" if mine else "-"]
         lines.append(line)
-    return render_table(lines)
+    return render_table(lines, markdown)
 
 
-def render_table(lines):
-    """Plain-text columns: the first row is the header, the first column left-aligned."""
+def render_table(lines, markdown=False):
+    """Columns of text, or a Markdown table: the first row is the header, the first column
+    left-aligned, the others right-aligned."""
+    if markdown:
+        out = ["| " + " | ".join(lines[0]) + " |", "|" + "|".join(["---"] + ["---:"] * (len(lines[0]) - 1)) + "|"]
+        return "\n".join(out + ["| " + " | ".join(row) + " |" for row in lines[1:]])
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     out = []
     for k, row in enumerate(lines):

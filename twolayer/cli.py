@@ -153,7 +153,7 @@ def _progress_bar():
 def cmd_report(args):
     from .report import plot, table
 
-    print(table(args.run))
+    print(table(args.run, markdown=args.markdown))
     if args.plot:
         speedup_png = args.plot.rsplit(".", 1)[0] + "-speedup.png"
         plot(args.run, args.plot, speedup_png)
@@ -221,6 +221,7 @@ def build_parser():
     report = sub.add_parser("report", help="table (and plots) of a saved run: twolayer bench --json or pytest-benchmark")
     report.add_argument("run", help="JSON of a run")
     report.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png)")
+    report.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     report.set_defaults(handler=cmd_report)
 
     gate = sub.add_parser("gate", help="exit 1 if a speedup over numpy dropped by more than the tolerance")

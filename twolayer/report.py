@@ -54,13 +54,14 @@ def load(path):
     return [Record(**{**r, "dims": tuple(r["dims"])}) for r in doc]
 
 
-def table(path):
+def table(path, markdown=False):
+    """The tables of a saved run: throughput, training loop, or both; text or Markdown."""
     parts = []
     records, loop = load(path), load_loop(path)
     if records:
-        parts.append(format_table(records))
+        parts.append(format_table(records, markdown=markdown))
     if loop:
-        parts.append(format_loop_table(loop))
+        parts.append(format_loop_table(loop, markdown=markdown))
     return "\n\n".join(parts) or f"{path}: no records"
 
 

@@ -142,7 +142,7 @@ def _api_call(backend, dims):
     return lambda data, labels, params: forward_backward_prop(data, labels, params, dims, backend=backend)
 
 
-def format_loop_table(records, fast="numba"):
+def format_loop_table(records, fast="numba", markdown=False):
     """Per point: each backend's step time, then ``fast``'s step speedup over numpy and
     its call's time alone and in the loop."""
     backends = list(dict.fromkeys(r.backend for r in records))
@@ -159,4 +159,4 @@ def format_loop_table(records, fast="numba"):
         line += ([f"{r.step_speedup:.2f}x" if r.step_speedup else "-", f"{r.alone_seconds * 1e3:.3f}",
                   f"{r.call_seconds * 1e3:.3f}", f"{r.in_loop_ratio:.2f}"] if r else ["-"] * 4)
         lines.append(line)
-    return render_table(lines)
+    return render_table(lines, markdown)
