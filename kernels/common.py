@@ -249,11 +249,27 @@ def reduce_chunks(ws, costs, grad):
     The order does not depend on which thread ran which chunk, so results are bitwise
     the same for any thread count.
     """
+    reduce_slice(0, 1, ws, costs.shape[0], grad)
+    return sum_costs(costs)
+
+
+@njit(**JIT)
+def reduce_slice(s, slices, ws, chunks, grad):
+    """Slice s of ``slices`` equal slices of grad += the accumulators of chunks 1.., in
+    chunk order: each element is summed in the same order however the slices are shared
+    out, so slices may run on different threads."""
     P = grad.shape[0]
-    for c in range(1, costs.shape[0]):
-        acc = ws[c * P : (c + 1) * P]
-        for p in range(P):
-            grad[p] += acc[p]
+    per = -(-P // slices)
+    a, b = s * per, min(P, (s + 1) * per)
+    g = grad[a:b]
+    for c in range(1, chunks):
+        acc = ws[c * P + a : c * P + b]
+        for p in range(g.shape[0]):
+            g[p] += acc[p]
+
+
+@njit(**JIT)
+def sum_costs(costs):
     cost = 0.0
     for c in range(costs.shape[0]):
         cost += costs[c]

@@ -24,7 +24,7 @@ from numba.extending import register_jitable
 
 from .gemm import gemm
 from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, matrix, pack_tile, param_views, reduce_chunks,
-                     softmax_xent_columns, softmax_xent_row)
+                     reduce_slice, softmax_xent_columns, softmax_xent_row, sum_costs)
 from .mathfn import vexp
 
 # Widest output layer that is kept transposed (output_forward_columns). Measured at
@@ -226,13 +226,16 @@ def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, 
     return reduce_chunks(ws, costs, grad)
 
 
-@njit(parallel=True, **ENTRY)
+@njit(parallel={"fusion": False}, **ENTRY)  # the reduction needs every block done
 def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
-    """The blocks of wide_serial, one per Numba thread: bitwise the same result, since the
-    chunks and their order of reduction do not change."""
+    """The blocks of wide_serial, one per Numba thread, then the reduction in slices of
+    the gradient: bitwise the same result, since the chunks and each element's order of
+    reduction do not change. (mnist N = 64: the serial reduction was 30 of 290 us.)"""
     for b in prange(blocks):
         _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad)
-    return reduce_chunks(ws, costs, grad)
+    for s in prange(blocks):
+        reduce_slice(s, blocks, ws, costs.shape[0], grad)
+    return sum_costs(costs)
 
 
 # Small batches split by columns instead: each thread takes whole column blocks of the

@@ -6,7 +6,7 @@ a core from the next one, threads that fell asleep and must be woken, data fresh
 another core's cache.
 
 For each backend: the step time (what the user waits for), the call's mean time inside
-the loop, and its mean time alone (back to back on one batch, after a quiet moment).
+the loop, and its median time alone (back to back on one batch, after a quiet moment).
 """
 import statistics
 import time
@@ -71,7 +71,9 @@ def run_steps(call, problem, params, steps, rng, clock=time.perf_counter):
 
 
 def time_alone(call, data, labels, params, budget, settle):
-    """Mean seconds of ``call`` back to back on one batch, after ``settle`` seconds of quiet."""
+    """Median seconds of ``call`` back to back on one batch, after ``settle`` seconds of
+    quiet (the median: a tight loop of parallel calls here sometimes stalls for a whole
+    time slice, which would flatter the loop's ratio)."""
     time.sleep(settle)
     call(data, labels, params)
     times = []
@@ -80,7 +82,7 @@ def time_alone(call, data, labels, params, budget, settle):
         t = time.perf_counter()
         call(data, labels, params)
         times.append(time.perf_counter() - t)
-    return statistics.fmean(times)
+    return statistics.median(times)
 
 
 @dataclass
@@ -92,7 +94,7 @@ class LoopRecord:
     backend: str
     step_seconds: float  # mean over the steps, evaluations included
     call_seconds: float  # mean of the call inside the loop
-    alone_seconds: float  # mean of the call back to back, alone
+    alone_seconds: float  # median of the call back to back, alone
     step_speedup: float = None  # numpy's step time over this backend's, same run
     scenario: str = "training loop"
 
