@@ -256,7 +256,8 @@ def hidden_backward(xT, hT, d2T, gW1, gb1):
 # (10.5 MB of data and labels) 0.85-0.92 on one thread, 0.88-0.99 on two; N = 262144
 # 0.89-0.96 on two. Batches that stay in L3 (here 32 MiB, shared with other machines)
 # lose: N = 16384 (2.6 MB) 1.02-1.05, N = 32768 1.02-1.04; in L2 the hints cost 3% even
-# when skipped at run time, so the tile loop is compiled twice, with and without them.
+# when skipped at run time, so the tile loop is compiled twice, with and without them,
+# in entry kernels of their own (narrow_hinted_*).
 HINT_FROM_BYTES = 8 << 20
 
 
@@ -333,21 +334,25 @@ def tile_forward_backward(data, labels, params, grad):
     return tiles_forward_backward(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)
 
 
-@njit(**JIT)
-def _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-    # Block b runs its share of the chunks one after another, in one scratch region.
-    chunks = costs.shape[0]
-    scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, T))
-    per_block = -(-chunks // blocks)
-    for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
-        acc = chunk_accumulator(c, ws, grad)
-        acc[:] = 0
-        r0 = c * rows_per_chunk
-        r1 = min(data.shape[0], r0 + rows_per_chunk)
-        if (data.size + labels.size) * data.itemsize > HINT_FROM_BYTES:
-            costs[c] = tiles_forward_backward_hinted(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
-        else:
-            costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
+def _block_of(tiles):
+    @njit(**JIT)
+    def block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
+        # Block b runs its share of the chunks one after another, in one scratch region.
+        chunks = costs.shape[0]
+        scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, T))
+        per_block = -(-chunks // blocks)
+        for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
+            acc = chunk_accumulator(c, ws, grad)
+            acc[:] = 0
+            r0 = c * rows_per_chunk
+            r1 = min(data.shape[0], r0 + rows_per_chunk)
+            costs[c] = tiles(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
+
+    return block
+
+
+_block = _block_of(tiles_forward_backward)
+_block_hinted = _block_of(tiles_forward_backward_hinted)
 
 
 @njit(**ENTRY)
@@ -369,4 +374,24 @@ def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, 
     the chunks and their order of reduction do not change."""
     for b in prange(blocks):
         _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
+    return reduce_chunks(ws, costs, grad)
+
+
+# The same two for batches beyond HINT_FROM_BYTES, with the hinted tile loop: entry
+# kernels of their own, so that a first call compiles one tile loop, not both (the
+# parallel kernel compiled in 16.8 s with both here, 9.0 s with one).
+
+@njit(**ENTRY)
+def narrow_hinted_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
+    """narrow_serial with the next tile's rows hinted into cache."""
+    for b in range(blocks):
+        _block_hinted(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
+    return reduce_chunks(ws, costs, grad)
+
+
+@njit(parallel=True, **ENTRY)
+def narrow_hinted_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
+    """narrow_parallel with the next tile's rows hinted into cache."""
+    for b in prange(blocks):
+        _block_hinted(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
     return reduce_chunks(ws, costs, grad)

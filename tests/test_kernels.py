@@ -263,8 +263,8 @@ def test_narrow_path_is_bitwise_identical_across_thread_counts_and_calls():
 
 
 def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(rng):
-    """Past HINT_FROM_BYTES the narrow path hints each next tile into cache (a loop of
-    its own, compiled apart from the plain one); its results must be as right."""
+    """Past HINT_FROM_BYTES the narrow path hints each next tile into cache (entry kernels
+    of their own, compiled apart from the plain ones); its results must be as right."""
     Dx, H, Dy = dims = twolayer.SHAPES["cs224n"]
     n = narrow.HINT_FROM_BYTES // ((Dx + Dy) * 8) + 1000
     data, labels, params = random_problem(rng, n, dims)
@@ -276,6 +276,8 @@ def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(
         finally:
             twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
+    assert all(kernels_compile.is_compiled(f"narrow_hinted_{kind}", np.dtype(np.float64))
+               for kind in ("serial", "parallel"))
 
 
 @pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (20, 9, 11), (100, 2, 20), (5, 100, 3)])

@@ -74,8 +74,9 @@ def cmd_bench(args):
 
 
 def _bench(args, backends):
-    from .benchmark import DEFAULT_BATCH_SIZES, format_table, sweep
+    from .benchmark import DEFAULT_BATCH_SIZES, format_table, raise_mmap_threshold, sweep
 
+    raise_mmap_threshold()
     info = describe()
     info["gemm peak"] = ", ".join(f"{dt} {gemm_peak(dt):.1f} GFLOP/s" for dt in args.dtypes)
     _print_info(info)

@@ -12,7 +12,7 @@ from .threads import THREADING_LAYER, get_num_threads, set_num_threads
 from .workspace import chunk_costs, scratch
 from ..kernels import narrow, wide
 
-__all__ = ["PATHS", "THREADING_LAYER", "choose_path", "forward_backward", "get_num_threads", "resolve_path", "runtime_info",
+__all__ = ["PATHS", "THREADING_LAYER", "choose_path", "entry_kernels", "forward_backward", "get_num_threads", "resolve_path", "runtime_info",
            "set_num_threads"]
 
 
@@ -24,32 +24,51 @@ def resolve_path(path, dims):
     return path
 
 
+def _plan(path, n, dims, itemsize, data_bytes):
+    """(kernel family, its cut of the batch) for n rows on ``path``: "row" or "tile" (None),
+    "portable" (None), "blas_columns" (tile rows, hidden and output block widths), or a
+    chunked family, "narrow", "narrow_hinted" or "blas" (tile rows, rows per chunk, chunks)."""
+    path = resolve_path(path, dims)
+    if path in ("row", "tile", "portable"):
+        return path, None
+    if path == "narrow":
+        # batches beyond the cache take the tile loop that hints the next tile's rows in
+        return ("narrow_hinted" if data_bytes > narrow.HINT_FROM_BYTES else "narrow"), narrow_chunks(n, *dims, itemsize)
+    columns = blas_columns(n, *dims, itemsize)
+    if columns is not None:
+        return "blas_columns", columns
+    return "blas", blas_chunks(n, *dims, itemsize)
+
+
+def entry_kernels(path, n, dims, itemsize):
+    """The entry kernels a call of n rows on ``path`` runs here (with this thread count)."""
+    family, cut = _plan(path, n, dims, itemsize, n * (dims[0] + dims[2]) * itemsize)
+    if family in ("row", "tile"):
+        return [family]
+    if family == "portable":
+        return portable.entry_kernels(dims)
+    blocks = None if family == "blas_columns" else min(get_num_threads(), cut[2])
+    return [threads.variant(family, blocks)]
+
+
 def _compute(path, data, labels, params, dims, grad):
     if path == "row" or path == "tile":
         return kernel(path, grad.dtype)(data, labels, params, grad)
-    path = resolve_path(path, dims)
-    if path == "portable":
+    family, cut = _plan(path, data.shape[0], dims, grad.itemsize, (data.size + labels.size) * grad.itemsize)
+    if family == "portable":
         return portable.forward_backward(kernel, data, labels, params, dims, grad)
-    n, P = data.shape[0], grad.shape[0]
-    if path == "blas":
-        columns = blas_columns(n, *dims, grad.itemsize)
-        if columns is not None:
-            R, JB, KB = columns
-            args = (data, labels, params, *dims, R, JB, KB, scratch(wide.columns_scratch_size(dims[1], dims[2], R),
-                                                                   grad.dtype), grad)
-            return threads.run_columns(kernel, "blas_columns", args)
+    if family == "blas_columns":
+        R, JB, KB = cut
+        ws = scratch(wide.columns_scratch_size(dims[1], dims[2], R), grad.dtype)
+        return threads.run(kernel, family, None, (data, labels, params, *dims, R, JB, KB, ws, grad), blas=True)
     # Workspace: one gradient accumulator per chunk, then one scratch region per block
     # (kernels/common.py). Chunks are fixed by the batch; blocks follow the thread count.
-    if path == "narrow":
-        T, per_chunk, chunks = narrow_chunks(n, *dims, grad.itemsize)
-        per_block = narrow.scratch_size(*dims, T)
-    else:
-        T, per_chunk, chunks = blas_chunks(n, *dims, grad.itemsize)
-        per_block = wide.scratch_size(*dims, T)
+    T, per_chunk, chunks = cut
     blocks = min(get_num_threads(), chunks)
-    ws = scratch(chunks * P + blocks * per_block, grad.dtype)
+    per_block = wide.scratch_size(*dims, T) if family == "blas" else narrow.scratch_size(*dims, T)
+    ws = scratch(chunks * grad.shape[0] + blocks * per_block, grad.dtype)
     args = (data, labels, params, *dims, T, per_chunk, blocks, ws, chunk_costs(chunks), grad)
-    return threads.run_chunked(kernel, path, args, blas=path == "blas")
+    return threads.run(kernel, family, blocks, args, blas=family == "blas")
 
 
 _empty = np.empty  # a module global: one lookup fewer on the N = 1 path

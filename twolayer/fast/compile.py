@@ -54,6 +54,8 @@ ENTRY_KERNELS = {
     "tile": (narrow.tile_forward_backward, _simple),
     "narrow_serial": (narrow.narrow_serial, _chunked),
     "narrow_parallel": (narrow.narrow_parallel, _chunked),
+    "narrow_hinted_serial": (narrow.narrow_hinted_serial, _chunked),
+    "narrow_hinted_parallel": (narrow.narrow_hinted_parallel, _chunked),
     "blas_serial": (wide.wide_serial, _chunked),
     "blas_parallel": (wide.wide_parallel, _chunked),
     "blas_columns_serial": (wide.wide_columns_serial, _columns),

@@ -16,6 +16,12 @@ from .paths import portable_tile_rows
 from .workspace import scratch
 
 
+def entry_kernels(dims):
+    """The entry kernels the portable path runs for ``dims``."""
+    output = "output_forward_tail_columns" if dims[2] <= COLUMNS_MAX_DY else "output_forward_tail_rows"
+    return ["hidden_forward_tail", output, "hidden_backward_head", "add_into"]
+
+
 def forward_backward(kernel, data, labels, params, dims, grad):
     """Cost of data (N, Dx), labels (N, Dy) (C-contiguous) under params (P,); the gradient
     goes to grad (P,). ``kernel(name, dtype)`` gives the compiled entry kernels."""
@@ -28,10 +34,8 @@ def forward_backward(kernel, data, labels, params, dims, grad):
     o_W1, o_b1, o_W2, o_b2, P = param_offsets(Dx, H, Dy)
     W1, b1 = params[o_W1:o_b1].reshape(Dx, H), params[o_b1:o_W2]
     W2, b2 = params[o_W2:o_b2].reshape(H, Dy), params[o_b2:P]
-    hidden = kernel("hidden_forward_tail", dt)
+    hidden, output, backward, add = (kernel(name, dt) for name in entry_kernels(dims))
     columns = Dy <= COLUMNS_MAX_DY
-    output = kernel("output_forward_tail_columns" if columns else "output_forward_tail_rows", dt)
-    backward = kernel("hidden_backward_head", dt)
 
     R = portable_tile_rows(n_all, Dx, H, Dy, dt.itemsize)
     tiles = -(-n_all // R)
@@ -70,5 +74,5 @@ def forward_backward(kernel, data, labels, params, dims, grad):
         backward(d, h, gb1)
         np.matmul(x.T, d, out=gW1)
         if t > 0:
-            kernel("add_into", dt)(grad, part)
+            add(grad, part)
     return cost

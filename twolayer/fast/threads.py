@@ -69,31 +69,31 @@ def get_num_threads():
     return _threads
 
 
-def run_chunked(kernel, name, args, blas):
-    """Run ``name``_parallel over Numba's threads, or ``name``_serial where a parallel
-    launch is unsafe or pointless (one thread, one block, a forked child). Both run the
-    same chunks and reduce them in the same order, so the result is bitwise the same.
-    ``blas``: the kernels call the bound BLAS, held at one thread meanwhile.
-    ``kernel(name, dtype)`` gives the compiled entry kernel."""
-    return _run_either(kernel, name, args, blas, serial=args[8] == 1)
+def variant(family, blocks):
+    """The entry kernel of ``family`` that runs ``blocks`` blocks (None: as many as there
+    are threads): ``family``_parallel over Numba's threads, or ``family``_serial where a
+    parallel launch is unsafe or pointless (one thread, one block, a forked child). Both
+    run the same chunks and reduce them in the same order: the result is bitwise the same."""
+    if _threads == 1 or blocks == 1 or (_forked and _FORK_UNSAFE):
+        return family + "_serial"
+    return family + "_parallel"
 
 
-def run_columns(kernel, name, args):
-    """The same for the BLAS path's column split, whose blocks are columns."""
-    return _run_either(kernel, name, args, True, serial=False)
-
-
-def _run_either(kernel, name, args, blas, serial):
+def run(kernel, family, blocks, args, blas):
+    """Run the variant of ``family`` for ``blocks`` blocks on ``args``; ``kernel(name,
+    dtype)`` gives the compiled entry kernel. ``blas``: the kernels call the bound BLAS,
+    held at one thread meanwhile."""
     dtype = args[-1].dtype  # the gradient's
     numpy_blas.shorten_idle_spin()
-    if _threads == 1 or serial or (_forked and _FORK_UNSAFE):
-        return _run(kernel(name + "_serial", dtype), args, blas)
+    name = variant(family, blocks)
+    if name.endswith("_serial"):
+        return _run(kernel(name, dtype), args, blas)
     if _workqueue_lock is not None and not _workqueue_lock.acquire(blocking=False):
-        return _run(kernel(name + "_serial", dtype), args, blas)  # another thread is inside the workqueue pool
+        return _run(kernel(family + "_serial", dtype), args, blas)  # another thread is inside the workqueue pool
     try:
         if numba.get_num_threads() != _threads:
             numba.set_num_threads(_threads)  # Numba's count is per calling thread
-        return _run(kernel(name + "_parallel", dtype), args, blas)
+        return _run(kernel(name, dtype), args, blas)
     finally:
         if _workqueue_lock is not None:
             _workqueue_lock.release()
