@@ -140,3 +140,34 @@ def test_report_writes_markdown_tables(run_json):
     assert lines[0] == "| shape | N | dtype | numba µs | samples/s | numpy µs | speedup | % peak |"
     assert lines[1] == "|---|---:|---:|---:|---:|---:|---:|---:|"
     assert len(lines) == 2 + 2 * 2 * 2 and all(line.startswith("| ") and line.endswith(" |") for line in lines[2:])
+
+
+def test_bench_plot_without_matplotlib_stops_before_any_timing(tmp_path):
+    fake = tmp_path / "matplotlib"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    result = subprocess.run([sys.executable, "-m", "twolayer", "bench", "--plot", str(tmp_path / "x.png")],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "twolayer bench: --plot needs matplotlib: pip install 'twolayer[plot]'"
+    assert result.stdout == ""  # nothing timed, no machine description even
+
+
+def test_compile_warms_every_kernel_the_default_bench_runs():
+    result = twolayer_cli("compile", "--dtypes", "float64")
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0] for line in result.stdout.splitlines()}
+    assert {"row", "tile", "narrow_parallel", "blas_parallel"} <= listed
+    assert "kernels for" in result.stderr and "from the cache" in result.stderr
+
+
+def test_report_sets_runs_side_by_side_labelled_by_machine(run_json, tmp_path):
+    result = twolayer_cli("report", str(run_json), str(run_json), "--plot", str(tmp_path / "runs.png"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"run 1: {run_json} (") and " cores, " in lines[0]
+    assert lines[1].startswith(f"run 2: {run_json} (")
+    header = next(line for line in lines if line.startswith("shape"))
+    assert header.split() == ["shape", "N", "dtype", "run", "1", "us", "run", "1", "x", "run", "2", "us", "run", "2", "x"]
+    assert os.path.getsize(tmp_path / "runs.png") > 10_000

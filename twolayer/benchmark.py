@@ -1,8 +1,10 @@
 """The sweep behind ``twolayer bench``: time each backend at each (shape, N, dtype),
 and express it as samples/s, GFLOP/s, a fraction of this machine's GEMM peak and a
 speedup over the NumPy backend measured in the same run."""
+import itertools
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -57,7 +59,7 @@ def make_call(backend, dims, dtype):
     return lambda data, labels, params: forward_backward_prop(data, labels, params, dims, backend=backend)
 
 
-def timed_samples(call, budget=0.25, min_samples=2, sample_seconds=2e-4, warm_up=True):
+def timed_samples(call, budget=0.1, min_samples=1, sample_seconds=2e-4, warm_up=True):
     """Seconds per call, one value per sample: at least ``min_samples``, and more until
     ``budget`` seconds have passed. A warm-up call first unless already warm (the first
     call compiles and is never timed); each sample repeats the call enough times to last
@@ -94,12 +96,15 @@ class Record:
         return asdict(self)
 
 
+# Seconds of timing per point of the grid, shared by the backends: the run's length does
+# not grow with the number of peers installed.
+BUDGET_SECONDS = 0.6
 # Seconds of idleness before each backend's turn. The backend measured just before leaves
-# its thread pool spinning (NumPy's OpenBLAS: 2^28 TSC cycles, about 0.1 s here), and that
-# takes a core from the next one: right after NumPy's calls, the first ten calls of
-# (10,5,10) N = 65536 took 6 and 2 ms by turns against 1.5-1.8 ms steady, and
-# (784,128,10) N = 4096 took 36-51 ms for 0.1 s against 20 ms. 0.2 s let it settle.
-SETTLE_SECONDS = 0.2
+# its thread pool spinning, and that takes a core from the next one. OpenBLAS's workers
+# spun 2^28 TSC cycles (0.1 s; right after NumPy's calls (784,128,10) N = 4096 took 36-51 ms
+# against 20 ms) until twolayer shortened that to 2^18 (numpy_blas.shorten_idle_spin, done
+# before any timing); GNU OpenMP's default spin, which PyTorch's pool keeps, lasts 7-10 ms.
+SETTLE_SECONDS = 0.02
 
 
 # Turns each backend takes at a point, a third of the budget each: on a shared machine a
@@ -110,19 +115,22 @@ SETTLE_SECONDS = 0.2
 ROUNDS = 3
 
 
-def measure_point(shape, n, dtype, backends, budget=0.25, settle=SETTLE_SECONDS, rounds=ROUNDS):
+def measure_point(shape, n, dtype, backends, budget=BUDGET_SECONDS, settle=SETTLE_SECONDS, rounds=ROUNDS):
     """One Record per backend at (shape, n, dtype), speedups left for ``attach_speedups``.
-    The backends take ``rounds`` turns, each after ``settle`` seconds of idleness, and each
-    backend's time is the median of its samples from all its turns."""
+    The backends take ``rounds`` turns, each after ``settle`` seconds of idleness, sharing
+    ``budget`` seconds; each backend's time is the median of its samples from all turns."""
     dims = SHAPES[shape]
     data, labels, params = make_problem(dims, n, dtype)
     calls = {b: make_call(b, dims, dtype) for b in backends}
     samples = {b: [] for b in backends}
+    turn_budget = budget / (rounds * len(backends))
     for turn in range(rounds):
         for b in backends:
             f = calls[b]
             time.sleep(settle)
-            samples[b] += timed_samples(lambda: f(data, labels, params), budget / rounds, warm_up=turn == 0)
+            with warnings.catch_warnings():  # a peer's warnings would land in the table
+                warnings.simplefilter("ignore")
+                samples[b] += timed_samples(lambda: f(data, labels, params), turn_budget, warm_up=turn == 0)
     records = []
     for b in backends:
         seconds = statistics.median(samples[b])
@@ -141,16 +149,33 @@ def attach_speedups(records):
     return records
 
 
-def sweep(shapes, batch_sizes, dtypes, backends, budget=0.25, progress=None, settle=SETTLE_SECONDS, rounds=ROUNDS):
-    """Records for every point of the grid; ``progress(done, total, label)`` after each.
-    At each point the backends take turns (``measure_point``), so that a drift of the
-    machine's speed touches them alike."""
-    points = [(s, n, d) for s in shapes for n in batch_sizes_for(s, batch_sizes) for d in dtypes]
+def grid(shapes, batch_sizes, dtypes):
+    """The (shape, N, dtype) points of a sweep."""
+    return [(s, n, d) for s in shapes for n in batch_sizes_for(s, batch_sizes) for d in dtypes]
+
+
+def estimate_seconds(point, backends, budget=BUDGET_SECONDS, settle=SETTLE_SECONDS, rounds=ROUNDS):
+    """About how long ``measure_point`` takes at ``point``: the budget and the settling,
+    and where one call outlasts its share (each backend makes a warm-up call and at least
+    one per turn), those calls, at a guessed half of the GEMM peak."""
+    shape, n, dtype = point
+    call = flop_count(n, SHAPES[shape]) / (0.5 * gemm_peak(dtype) * 1e9)
+    extra = max(0.0, (rounds + 1) * call - budget / len(backends)) * len(backends)
+    return budget + rounds * len(backends) * settle + extra
+
+
+def sweep(shapes, batch_sizes, dtypes, backends, budget=BUDGET_SECONDS, progress=None, settle=SETTLE_SECONDS,
+          rounds=ROUNDS):
+    """Records for every point of the grid; ``progress(seconds, total seconds, label)``
+    after each, in estimated seconds (estimate_seconds). At each point the backends take
+    turns (``measure_point``), so that a drift of the machine's speed touches them alike."""
+    points = grid(shapes, batch_sizes, dtypes)
+    estimates = [estimate_seconds(p, backends, budget, settle, rounds) for p in points]
     records = []
-    for i, (shape, n, dtype) in enumerate(points):
+    for (shape, n, dtype), done in zip(points, itertools.accumulate(estimates)):
         records += measure_point(shape, n, dtype, backends, budget=budget, settle=settle, rounds=rounds)
         if progress is not None:
-            progress(i + 1, len(points), f"{shape} N={n} {dtype}")
+            progress(done, sum(estimates), f"{shape} N={n} {dtype}")
     return attach_speedups(records)
 
 

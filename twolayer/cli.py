@@ -2,10 +2,13 @@
 import argparse
 import json
 import sys
+import time
+
+import numpy as np
 
 from . import peers
 from .api import BACKENDS, resolve_backend, set_num_threads
-from .benchmark import ROUNDS, SETTLE_SECONDS
+from .benchmark import BUDGET_SECONDS, ROUNDS, SETTLE_SECONDS
 from .helpers import sanity_check
 from .layout import SHAPES
 from .machine import describe, gemm_peak
@@ -55,6 +58,9 @@ def cmd_bench(args):
             except ImportError as err:
                 print(f"twolayer bench: {err}", file=sys.stderr)
                 return 2
+    if args.plot and not _have_matplotlib():  # before any timing, not after
+        print("twolayer bench: --plot needs matplotlib: pip install 'twolayer[plot]'", file=sys.stderr)
+        return 2
     if "numpy" not in backends:
         backends = ["numpy", *backends]  # speedups are over numpy, measured in the same run
     limits = None
@@ -73,20 +79,31 @@ def cmd_bench(args):
             limits.restore_original_limits()
 
 
+def _have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _bench(args, backends):
-    from .benchmark import DEFAULT_BATCH_SIZES, format_table, raise_mmap_threshold, sweep
+    from .benchmark import DEFAULT_BATCH_SIZES, format_table, grid, raise_mmap_threshold, sweep
 
     raise_mmap_threshold()
+    shapes, batch_sizes = args.shapes_given or list(SHAPES), args.batch_sizes or DEFAULT_BATCH_SIZES
+    points = _loop_points(args) if args.loop else grid(shapes, batch_sizes, args.dtypes)
+    _compile_phase(backends, points)
     info = describe()
     info["gemm peak"] = ", ".join(f"{dt} {gemm_peak(dt):.1f} GFLOP/s" for dt in args.dtypes)
     _print_info(info)
-    print()
+    print(flush=True)
     if args.loop:
-        return _bench_loop(args, backends, info)
-    progress = _progress_bar()
-    records = sweep(args.shapes_given or list(SHAPES), args.batch_sizes or DEFAULT_BATCH_SIZES, args.dtypes, backends,
-                    budget=args.budget, progress=progress, settle=args.settle, rounds=args.rounds)
-    progress(None, None, None)
+        return _bench_loop(args, backends, info, points)
+    progress = Progress("timing")
+    records = sweep(shapes, batch_sizes, args.dtypes, backends, budget=args.budget, progress=progress,
+                    settle=args.settle, rounds=args.rounds)
+    progress.close(f"timed {len(points)} points x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_table(records))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -101,8 +118,42 @@ def _bench(args, backends):
     return 0
 
 
-def _bench_loop(args, backends, info):
-    from .trainloop import POINTS, format_loop_table, measure_loop_point
+def _compile_phase(backends, points):
+    """Compile (or load from the cache) every kernel the timing will run, before any of
+    it, in one process per core, saying so; and shorten OpenBLAS's idle spin as a first
+    parallel call would, so that the first backend timed meets the state the rest do."""
+    numba_backends = [b for b in backends if b == "numba" or b.startswith("numba:")]
+    if not numba_backends:
+        return
+    import llvmlite.binding as ll
+
+    from .fast import numpy_blas, warmup
+
+    pairs = kernels_for(numba_backends, points)
+    cpu = ll.get_host_cpu_name()
+    progress = Progress(f"compiling {len(pairs)} kernels for {cpu}")
+    done = warmup.warm(pairs, progress=progress)
+    compiled = sum(how == "compiled" for *_, how, _ in done)
+    progress.close(f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the "
+                   f"cache, in {progress.elapsed():.1f} s")
+    numpy_blas.shorten_idle_spin()
+
+
+def kernels_for(numba_backends, points):
+    """(entry kernel, dtype name) pairs that these numba backends run at these points."""
+    from . import fast
+
+    pairs = []
+    for backend in numba_backends:
+        for shape, n, dtype in points:
+            dims, itemsize = SHAPES[shape], np.dtype(dtype).itemsize
+            path = backend.split(":")[1] if ":" in backend else fast.choose_path(n, *dims, itemsize)
+            pairs += [(name, np.dtype(dtype).name) for name in fast.entry_kernels(path, n, dims, itemsize)]
+    return list(dict.fromkeys(pairs))
+
+
+def _loop_points(args):
+    from .trainloop import POINTS
 
     points = [(s, n, d) for s, n, d in POINTS
               if (args.shapes_given is None or s in args.shapes_given) and d in args.dtypes
@@ -111,12 +162,19 @@ def _bench_loop(args, backends, info):
         shapes = args.shapes_given or list(dict.fromkeys(s for s, _, _ in POINTS))
         points += [(s, n, d) for s in shapes for n in args.batch_sizes for d in args.dtypes
                    if (s, n, d) not in points]
-    progress = _progress_bar()
+    return points
+
+
+def _bench_loop(args, backends, info, points):
+    from .trainloop import format_loop_table, measure_loop_point
+
+    progress = Progress("timing the training loop")
+    budget = max(args.budget, 0.05) * 2.4  # the loop needs steps enough to reach an evaluation
     records = []
     for i, (shape, n, dtype) in enumerate(points):
-        records += measure_loop_point(shape, n, dtype, backends, budget=max(args.budget, 0.05) * 2.4)
-        progress(i + 1, len(points), f"loop {shape} batch={n} {dtype}")
-    progress(None, None, None)
+        records += measure_loop_point(shape, n, dtype, backends, budget=budget)
+        progress(i + 1, len(points), f"{shape} batch={n} {dtype}")
+    progress.close(f"timed {len(points)} loops x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_loop_table(records))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -125,39 +183,71 @@ def _bench_loop(args, backends, info):
     return 0
 
 
-def _progress_bar():
-    """progress(done, total, label); progress(None, ...) closes it. tqdm when installed."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    bar = {}
+class Progress:
+    """A progress line on stderr: progress(done, total, label), in any unit whose share of
+    the total is a share of the time (the sweep counts estimated seconds), and the time
+    left at the pace so far. Live on a terminal only; close(summary) prints the summary."""
 
-    def progress(done, total, label):
-        if done is None:
-            if "bar" in bar:
-                bar["bar"].close()
-            else:
-                print(file=sys.stderr)
+    def __init__(self, what):
+        self.what = what
+        self.start = time.perf_counter()
+        self.live = sys.stderr.isatty()
+
+    def elapsed(self):
+        return time.perf_counter() - self.start
+
+    def __call__(self, done, total, label):
+        if not self.live:
             return
-        if tqdm is not None:
-            if "bar" not in bar:
-                bar["bar"] = tqdm(total=total, unit="point", file=sys.stderr, leave=False)
-            bar["bar"].set_description(label)
-            bar["bar"].update(1)
-        else:
-            print(f"\r[{done}/{total}] {label:50s}", end="", file=sys.stderr, flush=True)
+        share = done / total if total else 1.0
+        left = self.elapsed() * (1 - share) / share if share > 0 else 0
+        line = f"{self.what} [{'#' * int(20 * share):20s}] {100 * share:3.0f}%  {label}  (about {left:.0f} s left)"
+        print(f"\r{line[:99]:99s}", end="", file=sys.stderr, flush=True)
 
-    return progress
+    def close(self, summary):
+        if self.live:
+            print("\r" + " " * 99 + "\r", end="", file=sys.stderr)
+        print(summary, file=sys.stderr, flush=True)
+
+
+def cmd_compile(args):
+    import llvmlite.binding as ll
+
+    from .benchmark import DEFAULT_BATCH_SIZES, grid
+    from .fast import compile as kernels
+    from .fast import warmup
+
+    if args.all:
+        pairs = [(name, dt) for dt in args.dtypes for name in kernels.ENTRY_KERNELS]
+    else:
+        pairs = kernels_for(["numba"], grid(list(SHAPES), DEFAULT_BATCH_SIZES, args.dtypes))
+    cpu = ll.get_host_cpu_name()
+    progress = Progress(f"compiling {len(pairs)} kernels for {cpu}")
+    done = warmup.warm(pairs, processes=args.processes, progress=progress)
+    compiled = sum(how == "compiled" for *_, how, _ in done)
+    progress.close(f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the cache, "
+                   f"in {progress.elapsed():.1f} s")
+    for name, dtype, how, seconds in sorted(done, key=lambda d: -d[3]):
+        print(f"{name:28s} {dtype:8s} {how:9s} {seconds:6.2f} s")
+    return 0
 
 
 def cmd_report(args):
-    from .report import plot, table
+    from . import report
 
-    print(table(args.run, markdown=args.markdown))
+    if args.plot and not _have_matplotlib():
+        print("twolayer report: --plot needs matplotlib: pip install 'twolayer[plot]'", file=sys.stderr)
+        return 2
+    if len(args.runs) > 1:
+        print(report.table_many(args.runs, markdown=args.markdown))
+        if args.plot:
+            report.plot_many(args.runs, args.plot)
+            print(f"wrote {args.plot}")
+        return 0
+    print(report.table(args.runs[0], markdown=args.markdown))
     if args.plot:
         speedup_png = args.plot.rsplit(".", 1)[0] + "-speedup.png"
-        plot(args.run, args.plot, speedup_png)
+        report.plot(args.runs[0], args.plot, speedup_png)
         print(f"wrote {args.plot} and {speedup_png}")
     return 0
 
@@ -206,7 +296,8 @@ def build_parser():
                        help="default: numpy, numba and every installed optional peer (torch, jax); "
                             "textbook (the assignment's NumPy code) on request")
     bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
-    bench.add_argument("--budget", type=_seconds, default=0.25, help="seconds of timing per point and backend (default 0.25)")
+    bench.add_argument("--budget", type=_seconds, default=BUDGET_SECONDS,
+                       help=f"seconds of timing per point, shared by the backends (default {BUDGET_SECONDS})")
     bench.add_argument("--settle", type=_seconds, default=SETTLE_SECONDS,
                        help=f"idle seconds before each turn of a backend, for the previous backend's threads "
                             f"to stop spinning (default {SETTLE_SECONDS})")
@@ -219,8 +310,16 @@ def build_parser():
     bench.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png); needs matplotlib")
     bench.set_defaults(handler=cmd_bench)
 
-    report = sub.add_parser("report", help="table (and plots) of a saved run: twolayer bench --json or pytest-benchmark")
-    report.add_argument("run", help="JSON of a run")
+    compile_ = sub.add_parser("compile", help="compile the kernels ahead of use, in one process per core, into "
+                                              "Numba's cache (what `twolayer bench` runs, by default)")
+    compile_.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
+    compile_.add_argument("--all", action="store_true", help="every entry kernel, the single-threaded ones too")
+    compile_.add_argument("--processes", type=_positive_int, help="default: one per usable core")
+    compile_.set_defaults(handler=cmd_compile)
+
+    report = sub.add_parser("report", help="tables (and plots) of saved runs: twolayer bench --json or "
+                                            "pytest-benchmark; several runs side by side, labelled by machine")
+    report.add_argument("runs", nargs="+", metavar="run", help="JSON of a run")
     report.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png)")
     report.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     report.set_defaults(handler=cmd_report)

@@ -87,7 +87,7 @@ def _make_torch(dims, dtype):
         # cross_entropy with class probabilities as the target: -sum(y * log_softmax(z))
         cost = torch.nn.functional.cross_entropy(h @ W2 + p[o_b2:end], y, reduction="sum")
         cost.backward()
-        return float(cost), p.grad.numpy()
+        return float(cost.detach()), p.grad.numpy()
 
     return f
 

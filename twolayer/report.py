@@ -92,6 +92,17 @@ def gate(baseline_path, current_path, tolerance=0.15):
     return ok, lines
 
 
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("plots need matplotlib: pip install 'twolayer[plot]'") from err
+    return plt
+
+
 def plot(path, out_png, speedup_png=None):
     """The figures of ``plot_records`` for the saved run at ``path``."""
     plot_records(load(path), out_png, speedup_png)
@@ -100,14 +111,7 @@ def plot(path, out_png, speedup_png=None):
 def plot_records(records, out_png, speedup_png=None):
     """samples/s against N (log-log), a panel per shape, a line per backend and dtype,
     with the GEMM-peak roofline; and, if asked, the speedup over numpy as a second figure."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError("plots need matplotlib: pip install 'twolayer[plot]'") from err
-
+    plt = _pyplot()
     shapes = [s for s in SHAPES if any(r.shape == s for r in records)]
     styles = {"float64": "-", "float32": "--"}
 
@@ -157,3 +161,61 @@ def plot_records(records, out_png, speedup_png=None):
                   lambda r: r.speedup)
             ax.axhline(1, color="gray", lw=1)
         finish(fig, axes, "x NumPy", speedup_png)
+
+
+def machine_label(path):
+    """A run's machine in a few words: CPU, cores, BLAS (from the run's own record)."""
+    doc = _read(path)
+    info = doc.get("machine") or {}
+    if not info and "machine_info" in doc:  # pytest-benchmark
+        cpu = doc["machine_info"].get("cpu", {})
+        return f"{cpu.get('brand_raw', 'unknown CPU')}, {cpu.get('count', '?')} cores"
+    blas = info.get("blas") or ["unknown BLAS"]
+    blas = blas[0] if isinstance(blas, list) else blas
+    return f"{info.get('cpu', 'unknown CPU')}, {info.get('usable cores', info.get('cores', '?'))} cores, {blas.split(' (')[0]}"
+
+
+def table_many(paths, fast="numba", markdown=False):
+    """Several runs side by side: per (shape, N, dtype), each run's time per call of
+    ``fast`` and its speedup over numpy in that run. A legend names each run's machine."""
+    from .benchmark import _fmt_time, render_table
+
+    runs = [{(r.shape, r.n, r.dtype): r for r in load(p) if r.backend == fast} for p in paths]
+    keys = list(dict.fromkeys(k for run in runs for k in run))
+    unit = "µs" if markdown else "us"
+    lines = [["shape", "N", "dtype", *(h for i in range(len(runs)) for h in (f"run {i + 1} {unit}", f"run {i + 1} x"))]]
+    for key in keys:
+        row = [key[0], str(key[1]), key[2]]
+        for run in runs:
+            r = run.get(key)
+            row += [_fmt_time(r.seconds), f"{r.speedup:.1f}x" if r.speedup else "-"] if r else ["-", "-"]
+        lines.append(row)
+    legend = [f"run {i + 1}: {p} ({machine_label(p)})" for i, p in enumerate(paths)]
+    return "\n".join(legend) + "\n\n" + render_table(lines, markdown)
+
+
+def plot_many(paths, out_png, fast="numba"):
+    """Each run's throughput of ``fast`` against batch size, a panel per shape, one color
+    per run labelled with its machine, float64 solid and float32 dashed."""
+    plt = _pyplot()
+    runs = [(machine_label(p), [r for r in load(p) if r.backend == fast]) for p in paths]
+    shapes = [s for s in SHAPES if any(r.shape == s for _, recs in runs for r in recs)]
+    cols = min(2, len(shapes))
+    rows = -(-len(shapes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+    fig.suptitle(f"{fast} throughput against batch size, one color per run")
+    axes = [ax for row in axes for ax in row]
+    for ax, shape in zip(axes, shapes):
+        for i, (label, records) in enumerate(runs):
+            for dtype, style in (("float64", "-"), ("float32", "--")):
+                pts = sorted((r.n, r.samples_per_s) for r in records if r.shape == shape and r.dtype == dtype)
+                if pts:
+                    ax.plot(*zip(*pts), style, color=f"C{i}", marker="o", ms=3, label=f"{label} {dtype}")
+        ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="samples/s", title=f"{shape} {SHAPES[shape]}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6)
+    for ax in axes[len(shapes):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
