@@ -1,6 +1,7 @@
 """An independent formulation of the contract, for the tests: one row at a time, in
 np.longdouble, with its own unpacking and the plain -log(softmax) cost (long double's
 range keeps that finite where float64 would overflow)."""
+
 import numpy as np
 
 L = np.longdouble
@@ -37,20 +38,6 @@ def _row(x, y, W1, b1, W2, b2, gW1, gb1, gW2, gb2, cost):
     gW1 += np.outer(x, d3)
     gb1 += d3
     return cost - np.sum(y * np.log(yhat))
-
-
-def random_problem(rng, n, dims, dtype=np.float64, scale=1.0, soft=False):
-    """data, one-hot (or soft) labels and params for ``dims``; weights scaled by ``scale``."""
-    Dx, H, Dy = dims
-    data = rng.standard_normal((n, Dx))
-    if soft:
-        labels = rng.random((n, Dy))
-        labels /= labels.sum(axis=1, keepdims=True)
-    else:
-        labels = np.zeros((n, Dy))
-        labels[np.arange(n), rng.integers(0, Dy, size=n)] = 1
-    params = scale * rng.standard_normal((Dx + 1) * H + (H + 1) * Dy)
-    return data.astype(dtype), labels.astype(dtype), params.astype(dtype)
 
 
 def assert_close_to_oracle(cost, grad, data, labels, params, dims, rtol):

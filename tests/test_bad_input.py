@@ -1,5 +1,6 @@
 """Bad input: a ValueError or TypeError that names the argument, what was expected and
 what came; never a crash, a wrong answer or a modified input."""
+
 import numpy as np
 import pytest
 
@@ -18,33 +19,143 @@ def good():
 
 CASES = [
     # (label, replace (data, labels, params, dims) -> new args, error type, message regex)
-    ("data 1-D", lambda d, l, p, m: (d[0], l, p, m), ValueError, r"data: expected a 2-D array .*data\[None, :\].*got 1-D with shape \(4,\)"),
-    ("data 3-D", lambda d, l, p, m: (d[None], l, p, m), ValueError, r"data: expected a 2-D array .*got 3-D with shape \(1, 6, 4\)"),
-    ("data columns", lambda d, l, p, m: (d[:, :3], l, p, m), ValueError, r"data: expected shape \(N, Dx\) = \(N, 4\).*got \(6, 3\)"),
-    ("labels 1-D ints", lambda d, l, p, m: (d, np.zeros(6, int), p, m), ValueError, r"labels: expected a 2-D array .*np.eye\(2\)\[labels\]"),
-    ("labels rows", lambda d, l, p, m: (d, l[:5], p, m), ValueError, r"labels: expected shape \(N, Dy\) = \(6, 2\).*got \(5, 2\)"),
-    ("labels columns", lambda d, l, p, m: (d, np.zeros((6, 3)), p, m), ValueError, r"labels: expected shape \(N, Dy\) = \(6, 2\).*got \(6, 3\)"),
-    ("params short", lambda d, l, p, m: (d, l, p[:-1], m), ValueError, rf"params: expected length .* = {P} .*got length {P - 1}"),
-    ("params 2-D", lambda d, l, p, m: (d, l, p[None], m), ValueError, rf"params: expected a 1-D array of length .* = {P}, got 2-D"),
-    ("dims two", lambda d, l, p, m: (d, l, p, (4, 3)), ValueError, r"dimensions: expected three positive integers .*got 2 values"),
-    ("dims zero", lambda d, l, p, m: (d, l, p, (4, 0, 2)), ValueError, r"dimensions: expected H to be a positive integer, got 0"),
-    ("dims negative", lambda d, l, p, m: (d, l, p, (-4, 3, 2)), ValueError, r"dimensions: expected Dx to be a positive integer, got -4"),
-    ("dims fractional", lambda d, l, p, m: (d, l, p, (4, 3.5, 2)), TypeError, r"dimensions: expected H to be a positive integer, got float 3.5"),
-    ("dims float", lambda d, l, p, m: (d, l, p, (4.0, 3, 2)), TypeError, r"dimensions: expected Dx to be a positive integer, got float"),
-    ("dims bool", lambda d, l, p, m: (d, l, p, (4, True, 2)), TypeError, r"dimensions: expected H to be a positive integer, got bool"),
-    ("dims string", lambda d, l, p, m: (d, l, p, "432"), TypeError, r"dimensions: expected a sequence of three positive integers .*got str"),
+    (
+        "data 1-D",
+        lambda d, l, p, m: (d[0], l, p, m),
+        ValueError,
+        r"data: expected a 2-D array .*data\[None, :\].*got 1-D with shape \(4,\)",
+    ),
+    (
+        "data 3-D",
+        lambda d, l, p, m: (d[None], l, p, m),
+        ValueError,
+        r"data: expected a 2-D array .*got 3-D with shape \(1, 6, 4\)",
+    ),
+    (
+        "data columns",
+        lambda d, l, p, m: (d[:, :3], l, p, m),
+        ValueError,
+        r"data: expected shape \(N, Dx\) = \(N, 4\).*got \(6, 3\)",
+    ),
+    (
+        "labels 1-D ints",
+        lambda d, l, p, m: (d, np.zeros(6, int), p, m),
+        ValueError,
+        r"labels: expected a 2-D array .*np.eye\(2\)\[labels\]",
+    ),
+    (
+        "labels rows",
+        lambda d, l, p, m: (d, l[:5], p, m),
+        ValueError,
+        r"labels: expected shape \(N, Dy\) = \(6, 2\).*got \(5, 2\)",
+    ),
+    (
+        "labels columns",
+        lambda d, l, p, m: (d, np.zeros((6, 3)), p, m),
+        ValueError,
+        r"labels: expected shape \(N, Dy\) = \(6, 2\).*got \(6, 3\)",
+    ),
+    (
+        "params short",
+        lambda d, l, p, m: (d, l, p[:-1], m),
+        ValueError,
+        rf"params: expected length .* = {P} .*got length {P - 1}",
+    ),
+    (
+        "params 2-D",
+        lambda d, l, p, m: (d, l, p[None], m),
+        ValueError,
+        rf"params: expected a 1-D array of length .* = {P}, got 2-D",
+    ),
+    (
+        "dims two",
+        lambda d, l, p, m: (d, l, p, (4, 3)),
+        ValueError,
+        r"dimensions: expected three positive integers .*got 2 values",
+    ),
+    (
+        "dims zero",
+        lambda d, l, p, m: (d, l, p, (4, 0, 2)),
+        ValueError,
+        r"dimensions: expected H to be a positive integer, got 0",
+    ),
+    (
+        "dims negative",
+        lambda d, l, p, m: (d, l, p, (-4, 3, 2)),
+        ValueError,
+        r"dimensions: expected Dx to be a positive integer, got -4",
+    ),
+    (
+        "dims fractional",
+        lambda d, l, p, m: (d, l, p, (4, 3.5, 2)),
+        TypeError,
+        r"dimensions: expected H to be a positive integer, got float 3.5",
+    ),
+    (
+        "dims float",
+        lambda d, l, p, m: (d, l, p, (4.0, 3, 2)),
+        TypeError,
+        r"dimensions: expected Dx to be a positive integer, got float",
+    ),
+    (
+        "dims bool",
+        lambda d, l, p, m: (d, l, p, (4, True, 2)),
+        TypeError,
+        r"dimensions: expected H to be a positive integer, got bool",
+    ),
+    (
+        "dims string",
+        lambda d, l, p, m: (d, l, p, "432"),
+        TypeError,
+        r"dimensions: expected a sequence of three positive integers .*got str",
+    ),
     ("dims None", lambda d, l, p, m: (d, l, p, None), TypeError, r"dimensions: expected a sequence .*got NoneType"),
     ("dims int", lambda d, l, p, m: (d, l, p, 4), TypeError, r"dimensions: expected a sequence .*got int"),
     ("data None", lambda d, l, p, m: (None, l, p, m), TypeError, r"data: expected a numeric array, got None"),
     ("labels None", lambda d, l, p, m: (d, None, p, m), TypeError, r"labels: expected a numeric array, got None"),
     ("params None", lambda d, l, p, m: (d, l, None, m), TypeError, r"params: expected a numeric array, got None"),
-    ("data complex", lambda d, l, p, m: (d + 0j, l, p, m), TypeError, r"data: expected a real numeric dtype .*got dtype complex128"),
-    ("params complex", lambda d, l, p, m: (d, l, p.astype(np.complex64), m), TypeError, r"params: expected a real numeric dtype .*got dtype complex64"),
-    ("data object", lambda d, l, p, m: (d.astype(object), l, p, m), TypeError, r"data: expected a real numeric dtype .*got dtype object"),
-    ("labels strings", lambda d, l, p, m: (d, l.astype(str), p, m), TypeError, r"labels: expected a real numeric dtype .*got dtype <U"),
-    ("data string", lambda d, l, p, m: ("data", l, p, m), TypeError, r"data: expected a real numeric dtype .*got dtype <U4"),
-    ("data ragged", lambda d, l, p, m: ([[1.0, 2.0], [3.0]], l, p, m), TypeError, r"data: expected a numeric array, got list"),
-    ("longdouble", lambda d, l, p, m: (d.astype(np.longdouble), l, p, m), TypeError, r"expected float32 or float64 .*got dtypes"),
+    (
+        "data complex",
+        lambda d, l, p, m: (d + 0j, l, p, m),
+        TypeError,
+        r"data: expected a real numeric dtype .*got dtype complex128",
+    ),
+    (
+        "params complex",
+        lambda d, l, p, m: (d, l, p.astype(np.complex64), m),
+        TypeError,
+        r"params: expected a real numeric dtype .*got dtype complex64",
+    ),
+    (
+        "data object",
+        lambda d, l, p, m: (d.astype(object), l, p, m),
+        TypeError,
+        r"data: expected a real numeric dtype .*got dtype object",
+    ),
+    (
+        "labels strings",
+        lambda d, l, p, m: (d, l.astype(str), p, m),
+        TypeError,
+        r"labels: expected a real numeric dtype .*got dtype <U",
+    ),
+    (
+        "data string",
+        lambda d, l, p, m: ("data", l, p, m),
+        TypeError,
+        r"data: expected a real numeric dtype .*got dtype <U4",
+    ),
+    (
+        "data ragged",
+        lambda d, l, p, m: ([[1.0, 2.0], [3.0]], l, p, m),
+        TypeError,
+        r"data: expected a numeric array, got list",
+    ),
+    (
+        "longdouble",
+        lambda d, l, p, m: (d.astype(np.longdouble), l, p, m),
+        TypeError,
+        r"expected float32 or float64 .*got dtypes",
+    ),
 ]
 
 
@@ -85,10 +196,15 @@ def test_a_list_of_dimensions_is_checked_again_after_it_changes(backend):
 
 def test_unknown_backend_lists_the_known_ones():
     data, labels, params = good()
-    with pytest.raises(ValueError, match=r"backend: expected one of 'auto', 'numba', 'numpy', or 'numba:<path>', got 'cuda'"):
+    with pytest.raises(
+        ValueError, match=r"backend: expected one of 'auto', 'numba', 'numpy', or 'numba:<path>', got 'cuda'"
+    ):
         forward_backward_prop(data, labels, params, DIMS, backend="cuda")
-    with pytest.raises(ValueError, match=r"backend: expected 'numba:' followed by one of row, tile, narrow, blas, portable, "
-                                         r"got 'numba:gpu'"):
+    with pytest.raises(
+        ValueError,
+        match=r"backend: expected 'numba:' followed by one of row, tile, narrow, blas, portable, "
+        r"got 'numba:gpu'",
+    ):
         forward_backward_prop(data, labels, params, DIMS, backend="numba:gpu")
     with pytest.raises(TypeError, match=r"backend: expected one of .*got list"):
         forward_backward_prop(data, labels, params, DIMS, backend=["numpy"])
@@ -98,7 +214,11 @@ def test_unknown_backend_lists_the_known_ones():
     "make_out, error, pattern",
     [
         (lambda: [0.0] * P, TypeError, r"out: expected a numpy.ndarray of shape"),
-        (lambda: np.zeros(P - 1), ValueError, rf"out: expected shape \({P},\) and dtype float64, got shape \({P - 1},\)"),
+        (
+            lambda: np.zeros(P - 1),
+            ValueError,
+            rf"out: expected shape \({P},\) and dtype float64, got shape \({P - 1},\)",
+        ),
         (lambda: np.zeros(P, np.float32), ValueError, r"out: expected shape .* and dtype float64, got .* float32"),
         (lambda: np.zeros(2 * P)[::2], ValueError, r"out: expected a writeable, C-contiguous array"),
     ],
@@ -117,8 +237,9 @@ def test_read_only_out_is_refused(backend):
         forward_backward_prop(data, labels, params, DIMS, backend=backend, out=out)
 
 
-@pytest.mark.parametrize("which", ["labels is a view of out", "labels is out's exported buffer",
-                                   "out overlaps data in one buffer"])
+@pytest.mark.parametrize(
+    "which", ["labels is a view of out", "labels is out's exported buffer", "out overlaps data in one buffer"]
+)
 def test_out_sharing_memory_with_an_input_is_refused(backend, which):
     data, labels, params = good()
     given = (data.copy(), labels.copy())

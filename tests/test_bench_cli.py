@@ -1,26 +1,45 @@
 """`twolayer bench`, `report` and `gate` end to end, on a tiny grid (no timing asserted)."""
+
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from twolayer import benchmark, peers
+from twolayer import benchmark, cli, peers
 from twolayer.layout import SHAPES
 
+from .conftest import run_python
 
-def twolayer_cli(*args):
-    return subprocess.run([sys.executable, "-m", "twolayer", *args], capture_output=True, text=True, timeout=900)
+
+def twolayer_cli(*args, **kwargs):
+    return run_python("-m", "twolayer", *args, check=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def run_json(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "run.json"
-    result = twolayer_cli("bench", "--shapes", "cs224n", "sentiment", "--batch-sizes", "1", "300",
-                          "--dtypes", "float64", "float32", "--backends", "numba", "--budget", "0.01",
-                          "--json", str(path), "--plot", str(path.with_suffix(".png")))
+    result = twolayer_cli(
+        "bench",
+        "--shapes",
+        "cs224n",
+        "sentiment",
+        "--batch-sizes",
+        "1",
+        "300",
+        "--dtypes",
+        "float64",
+        "float32",
+        "--backends",
+        "numba",
+        "--budget",
+        "0.01",
+        "--json",
+        str(path),
+        "--plot",
+        str(path.with_suffix(".png")),
+    )
     assert result.returncode == 0, result.stderr
     assert "numba threading layer" in result.stdout and "gemm peak" in result.stdout
     header = next(line for line in result.stdout.splitlines() if line.startswith("shape"))
@@ -28,6 +47,7 @@ def run_json(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_bench_writes_one_record_per_measurement(run_json):
     doc = json.loads(run_json.read_text())
     records = doc["records"]
@@ -39,12 +59,14 @@ def test_bench_writes_one_record_per_measurement(run_json):
     assert os.path.getsize(str(run_json.with_suffix("")) + "-speedup.png") > 10_000
 
 
+@pytest.mark.slow
 def test_report_reprints_the_table(run_json):
     result = twolayer_cli("report", str(run_json))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("cs224n") == 4 and "sentiment" in result.stdout
 
 
+@pytest.mark.slow
 def test_gate_passes_on_itself_and_fails_on_a_regression(run_json, tmp_path):
     assert twolayer_cli("gate", str(run_json), str(run_json)).returncode == 0
     doc = json.loads(run_json.read_text())
@@ -58,12 +80,14 @@ def test_gate_passes_on_itself_and_fails_on_a_regression(run_json, tmp_path):
     assert "FAIL cs224n    N=300" in result.stdout and "FAILED" in result.stdout
 
 
-def test_a_missing_peer_is_named_with_its_install_command():
-    missing = [p for p in peers.OPTIONAL if p not in peers.available()]
-    for name in missing:
-        result = twolayer_cli("bench", "--backends", name, "--shapes", "cs224n", "--batch-sizes", "1")
-        assert result.returncode == 2
-        assert f"the {name} peer is not installed; install it with: {peers.INSTALL[name]}" in result.stderr
+@pytest.mark.parametrize("name", peers.OPTIONAL)
+def test_a_missing_peer_is_named_with_its_install_command(name, monkeypatch, capsys):
+    # Installed or not here: the peer is made to look missing.
+    find_spec = peers.importlib.util.find_spec
+    monkeypatch.setattr(peers.importlib.util, "find_spec", lambda module: None if module == name else find_spec(module))
+    assert cli.main(["bench", "--backends", name, "--shapes", "cs224n", "--batch-sizes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"the {name} peer is not installed; install it with: {peers.INSTALL[name]}" in err
 
 
 @pytest.mark.parametrize("name", ["textbook", *peers.available()])
@@ -102,21 +126,41 @@ def test_a_burst_in_one_turn_does_not_move_the_median(monkeypatch):
     assert numpy_record.seconds == 2e-6 and numba_record.seconds == 1e-6 and numba_record.speedup == 2.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["--settle", "--budget"])
 def test_a_negative_time_is_refused_by_name(option):
     result = twolayer_cli("bench", option, "-1")
-    assert result.returncode == 2 and option in result.stderr and "expected a number of seconds >= 0, got -1" in result.stderr
+    assert (
+        result.returncode == 2
+        and option in result.stderr
+        and "expected a number of seconds >= 0, got -1" in result.stderr
+    )
 
 
+@pytest.mark.slow
 def test_bench_loop_times_the_training_loop_and_the_gate_reads_it(tmp_path):
     path = tmp_path / "loop.json"
-    result = twolayer_cli("bench", "--loop", "--shapes", "cs224n", "mnist", "--batch-sizes", "64",
-                          "--dtypes", "float64", "--budget", "0.01", "--json", str(path))
+    result = twolayer_cli(
+        "bench",
+        "--loop",
+        "--shapes",
+        "cs224n",
+        "mnist",
+        "--batch-sizes",
+        "64",
+        "--dtypes",
+        "float64",
+        "--budget",
+        "0.01",
+        "--json",
+        str(path),
+    )
     assert result.returncode == 0, result.stderr
     assert "step speedup" in result.stdout and "in loop / alone" in result.stdout
     records = json.loads(path.read_text())["loop_records"]
     assert {(r["shape"], r["n"], r["backend"]) for r in records} == {
-        (s, 64, b) for s in ("cs224n", "mnist") for b in ("numpy", "numba")}
+        (s, 64, b) for s in ("cs224n", "mnist") for b in ("numpy", "numba")
+    }
     for r in records:
         assert r["step_seconds"] > r["call_seconds"] > 0 and r["alone_seconds"] > 0
         assert r["in_loop_ratio"] == pytest.approx(r["call_seconds"] / r["alone_seconds"])
@@ -133,6 +177,7 @@ def test_bench_loop_times_the_training_loop_and_the_gate_reads_it(tmp_path):
     assert gate.returncode == 1 and "FAIL mnist     N=64     float64 numba loop" in gate.stdout
 
 
+@pytest.mark.slow
 def test_report_writes_markdown_tables(run_json):
     result = twolayer_cli("report", str(run_json), "--markdown")
     assert result.returncode == 0, result.stderr
@@ -142,18 +187,24 @@ def test_report_writes_markdown_tables(run_json):
     assert len(lines) == 2 + 2 * 2 * 2 and all(line.startswith("| ") and line.endswith(" |") for line in lines[2:])
 
 
+@pytest.mark.slow
 def test_bench_plot_without_matplotlib_stops_before_any_timing(tmp_path):
     fake = tmp_path / "matplotlib"
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
-    result = subprocess.run([sys.executable, "-m", "twolayer", "bench", "--plot", str(tmp_path / "x.png")],
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])})
+    result = twolayer_cli(
+        "bench",
+        "--plot",
+        str(tmp_path / "x.png"),
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])},
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "twolayer bench: --plot needs matplotlib: pip install 'twolayer[plot]'"
     assert result.stdout == ""  # nothing timed, no machine description even
 
 
+@pytest.mark.slow
 def test_compile_warms_every_kernel_the_default_bench_runs():
     result = twolayer_cli("compile", "--dtypes", "float64")
     assert result.returncode == 0, result.stderr
@@ -162,6 +213,7 @@ def test_compile_warms_every_kernel_the_default_bench_runs():
     assert "kernels for" in result.stderr and "from the cache" in result.stderr
 
 
+@pytest.mark.slow
 def test_report_sets_runs_side_by_side_labelled_by_machine(run_json, tmp_path):
     result = twolayer_cli("report", str(run_json), str(run_json), "--plot", str(tmp_path / "runs.png"))
     assert result.returncode == 0, result.stderr
@@ -169,5 +221,21 @@ def test_report_sets_runs_side_by_side_labelled_by_machine(run_json, tmp_path):
     assert lines[0].startswith(f"run 1: {run_json} (") and " cores, " in lines[0]
     assert lines[1].startswith(f"run 2: {run_json} (")
     header = next(line for line in lines if line.startswith("shape"))
-    assert header.split() == ["shape", "N", "dtype", "run", "1", "us", "run", "1", "x", "run", "2", "us", "run", "2", "x"]
+    assert header.split() == [
+        "shape",
+        "N",
+        "dtype",
+        "run",
+        "1",
+        "us",
+        "run",
+        "1",
+        "x",
+        "run",
+        "2",
+        "us",
+        "run",
+        "2",
+        "x",
+    ]
     assert os.path.getsize(tmp_path / "runs.png") > 10_000

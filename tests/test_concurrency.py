@@ -1,8 +1,6 @@
 """Many Python threads at once, and processes made by fork and spawn."""
+
 import multiprocessing
-import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -12,7 +10,7 @@ import twolayer
 from twolayer import fast
 from twolayer.fast import numpy_blas, threads
 
-from oracle import random_problem
+from .conftest import random_problem, run_python
 
 # One problem per kernel path, including both parallel ones.
 CASES = [((10, 5, 10), 1), ((10, 5, 10), 37), ((10, 5, 10), 3000), ((50, 100, 5), 700), ((7, 3, 2), 5)]
@@ -46,6 +44,7 @@ def test_numpys_blas_gets_its_thread_count_back_after_concurrent_blas_calls():
     assert lib.get_num_threads() == before
 
 
+@pytest.mark.slow
 def test_eight_threads_thousands_of_calls_match_serial_results():
     problems = _problems()
     expected = [twolayer.forward_backward_prop(d, y, p, dims, backend="numba") for dims, d, y, p in problems]
@@ -74,6 +73,7 @@ def _child_call(i):
     return cost, grad.tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_children_after_the_parallel_kernel_finish_with_the_same_answers(method):
     problems = _problems()
@@ -130,13 +130,11 @@ print(calls[0])
 """
 
 
+@pytest.mark.slow
 def test_a_second_float_type_arrives_while_other_threads_call_the_first():
     # A process starts with float64 calls on three Python threads; float32 kernels are then
     # compiled (or loaded) and handed to the same dispatchers while those calls go on.
-    result = subprocess.run([sys.executable, "-c", _SECOND_TYPE_WHILE_CALLING], capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stderr
-    assert int(result.stdout) > 0
+    assert int(run_python(code=_SECOND_TYPE_WHILE_CALLING).stdout) > 0
 
 
 # CPU time Numba's worker burns in 20 calls, each followed by 30 ms of idleness: libgomp's
@@ -146,7 +144,8 @@ import os, time
 from twolayer import fast
 from twolayer.fast import numpy_blas, threads
 from twolayer.benchmark import make_problem
-print(fast.THREADING_LAYER, os.environ.get("GOMP_SPINCOUNT"), fast.runtime_info()["openmp spin after a parallel region"], sep="|")
+spin = fast.runtime_info()["openmp spin after a parallel region"]
+print(fast.THREADING_LAYER, os.environ.get("GOMP_SPINCOUNT"), spin, sep="|")
 dims = (10, 5, 10)
 data, labels, params = make_problem(dims, 4096, "float64")
 assert fast.choose_path(4096, *dims) == "narrow"
@@ -161,15 +160,20 @@ print(time.process_time() - time.thread_time() - others)
 
 
 def _spin_probe(**env):
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")} | env
-    result = subprocess.run([sys.executable, "-c", _SPIN_PROBE], capture_output=True, text=True, timeout=900,
-                            env=env | {"NUMBA_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": "omp"})
-    assert result.returncode == 0, result.stderr
+    env = {
+        "GOMP_SPINCOUNT": None,
+        "OMP_WAIT_POLICY": None,
+        "NUMBA_NUM_THREADS": "2",
+        "NUMBA_THREADING_LAYER": "omp",
+        **env,
+    }
+    result = run_python(code=_SPIN_PROBE, env=env)
     layer, spincount, described, seconds = result.stdout.replace("\n", "|").strip("|").split("|")
     assert layer == "omp"
     return spincount, described, float(seconds)
 
 
+@pytest.mark.slow
 def test_numbas_openmp_workers_stop_spinning_soon_after_a_call():
     # Our short spin, against the same process with libgomp's default asked for explicitly
     # (which also shows that a user's GOMP_SPINCOUNT is kept). The variable we set does not
@@ -215,14 +219,19 @@ print(min(others_cpu_after_a_product() for _ in range(3)))
 
 
 def _openblas_spin_probe(*args, **env):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "TWOLAYER_OPENBLAS_SPIN")} | env
-    result = subprocess.run([sys.executable, "-c", _OPENBLAS_SPIN_PROBE, *args], capture_output=True, text=True,
-                            timeout=900, env=env | {"OPENBLAS_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2"})
-    assert result.returncode == 0, result.stderr
+    env = {
+        "OPENBLAS_THREAD_TIMEOUT": None,
+        "TWOLAYER_OPENBLAS_SPIN": None,
+        "OPENBLAS_NUM_THREADS": "2",
+        "NUMBA_NUM_THREADS": "2",
+        **env,
+    }
+    result = run_python(*args, code=_OPENBLAS_SPIN_PROBE, env=env)
     states, seconds = result.stdout.strip().splitlines()
     return states.split("|"), float(seconds)
 
 
+@pytest.mark.slow
 def test_openblas_idle_threads_sleep_soon_after_a_parallel_call_and_users_can_opt_out():
     lib = numpy_blas.bound()
     if lib is None or not lib.can_shorten_spin():
@@ -237,6 +246,7 @@ def test_openblas_idle_threads_sleep_soon_after_a_parallel_call_and_users_can_op
     assert ours < kept / 4, (ours, kept)
 
 
+@pytest.mark.slow
 def test_openblas_spin_is_left_alone_while_another_python_thread_runs():
     # Restarting OpenBLAS's threads while another thread is inside OpenBLAS could hang it.
     lib = numpy_blas.bound()

@@ -1,11 +1,13 @@
 """forward_backward_prop against an independent long-double formulation, on every backend."""
+
 import numpy as np
 import pytest
 
 import twolayer
 from twolayer import forward_backward_prop, param_count
 
-from oracle import assert_close_to_oracle, forward_backward_longdouble, random_problem
+from .conftest import random_problem
+from .oracle import assert_close_to_oracle, forward_backward_longdouble
 
 SHAPES = [(1, 1, 1), (1, 3, 2), (4, 1, 3), (5, 6, 1), (10, 5, 10), (3, 17, 4), (33, 9, 7), (50, 100, 5)]
 RTOL = {np.float64: 1e-12, np.float32: 1e-4}
@@ -45,7 +47,7 @@ def test_one_hot_reduces_to_yhat_minus_y(backend, rng):
     # gb2 = sum_rows(yhat - y)
     W1, b1, W2, b2 = twolayer.unpack_params(params, dims)
     yhat = twolayer.softmax(twolayer.sigmoid(data @ W1 + b1) @ W2 + b2)
-    assert np.allclose(grad[-dims[2]:], (yhat - labels).sum(axis=0), rtol=1e-12, atol=1e-12)
+    assert np.allclose(grad[-dims[2] :], (yhat - labels).sum(axis=0), rtol=1e-12, atol=1e-12)
 
 
 def test_extreme_logits_give_the_exact_finite_cost(backend):
@@ -115,9 +117,12 @@ def test_dtype_promotion(backend, rng, dtypes, expected):
 def test_lists_are_accepted(backend):
     dims = (2, 1, 2)
     cost, grad = forward_backward_prop([[1, 2]], [[0, 1]], [0.1] * param_count(dims), dims, backend=backend)
-    ref_cost, ref_grad = forward_backward_longdouble(np.array([[1, 2]]), np.array([[0, 1]]),
-                                                     np.full(param_count(dims), 0.1), dims)
+    ref_cost, ref_grad = forward_backward_longdouble(
+        np.array([[1, 2]]), np.array([[0, 1]]), np.full(param_count(dims), 0.1), dims
+    )
     assert cost == pytest.approx(float(ref_cost), rel=1e-14)
+    assert grad.dtype == np.float64 and grad.shape == (param_count(dims),)
+    np.testing.assert_allclose(grad, ref_grad.astype(np.float64), rtol=1e-13, atol=1e-15)
 
 
 def _layouts(a):
@@ -137,8 +142,9 @@ def test_any_memory_layout(backend, rng, layout):
     dims = (6, 4, 3)
     data, labels, params = random_problem(rng, 11, dims)
     expected = forward_backward_prop(data, labels, params, dims, backend=backend)
-    got = forward_backward_prop(_layouts(data)[layout], _layouts(labels)[layout], _layouts(params)[layout], dims,
-                                backend=backend)
+    got = forward_backward_prop(
+        _layouts(data)[layout], _layouts(labels)[layout], _layouts(params)[layout], dims, backend=backend
+    )
     assert got[0] == pytest.approx(expected[0], rel=1e-13)
     assert np.allclose(got[1], expected[1], rtol=1e-12, atol=1e-13)
 

@@ -1,8 +1,5 @@
 """twolayer.distributed: the same gradient over row-chunked dask arrays."""
-import subprocess
-import sys
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -10,7 +7,7 @@ import pytest
 import twolayer
 from twolayer import distributed
 
-from oracle import random_problem
+from .conftest import random_problem, run_python
 
 DIMS = (12, 7, 4)
 
@@ -27,15 +24,17 @@ def assert_same(got, expected, rtol=1e-10):
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_threaded_scheduler_matches_single_process(backend, rng):
     data, labels, params = random_problem(rng, 5000, DIMS)
-    got = distributed.forward_backward_prop(da.from_array(data, chunks=(600, -1)),
-                                            da.from_array(labels, chunks=(600, -1)), params, DIMS, backend=backend)
+    got = distributed.forward_backward_prop(
+        da.from_array(data, chunks=(600, -1)), da.from_array(labels, chunks=(600, -1)), params, DIMS, backend=backend
+    )
     assert_same(got, single_process(data, labels, params))
 
 
 def test_differently_chunked_inputs_are_rechunked(rng):
     data, labels, params = random_problem(rng, 3001, DIMS)
-    got = distributed.forward_backward_prop(da.from_array(data, chunks=(700, 5)), da.from_array(labels, chunks=(450, 2)),
-                                            params, DIMS, split_every=2)
+    got = distributed.forward_backward_prop(
+        da.from_array(data, chunks=(700, 5)), da.from_array(labels, chunks=(450, 2)), params, DIMS, split_every=2
+    )
     assert_same(got, single_process(data, labels, params))
 
 
@@ -84,12 +83,18 @@ def test_params_enter_the_graph_once(rng):
 
 def test_local_cluster_of_two_worker_processes(rng):
     import distributed as distributed_  # installed by the dask extra
+
     data, labels, params = random_problem(rng, 20_000, DIMS)
     expected = single_process(data, labels, params)
-    with distributed_.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None) as cluster, distributed_.Client(cluster) as client:
-        got = distributed.forward_backward_prop(da.from_array(data, chunks=(2500, -1)),
-                                                da.from_array(labels, chunks=(2500, -1)), params, DIMS)
+    with (
+        distributed_.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed_.Client(cluster) as client,
+    ):
+        got = distributed.forward_backward_prop(
+            da.from_array(data, chunks=(2500, -1)), da.from_array(labels, chunks=(2500, -1)), params, DIMS
+        )
         workers = client.run(lambda: __import__("os").getpid())
     assert len(set(workers.values())) == 2
     assert_same(got, expected)
@@ -102,6 +107,4 @@ def test_without_dask_the_package_works_and_the_module_says_what_to_install():
         "twolayer.forward_backward_prop(np.ones((2, 3)), np.eye(2), np.ones(3*2+2+2*2+2), (3, 2, 2))\n"
         "try:\n    import twolayer.distributed\nexcept ImportError as e:\n    print(e)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "pip install 'twolayer[dask]'" in result.stdout
+    assert "pip install 'twolayer[dask]'" in run_python(code=code).stdout

@@ -1,31 +1,20 @@
 """Memory bounds, a long run without growth, unusual but valid inputs, and a fuzz run of
 the argument checks (in a subprocess, so that a crash would be seen, not suffered)."""
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
-import twolayer
 from twolayer import forward_backward_prop
 
-from oracle import random_problem
+from .conftest import random_problem, run_python
 
 
-
-def run_python(code, timeout=600):
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
+@pytest.mark.slow
 def test_extra_peak_memory_of_a_large_batch_is_bounded():
     """N = 65536, (784, 128, 10), float64: the inputs are 420 MB; the call itself may add
     the gradient and a workspace that does not grow with N, well under 96 MiB."""
-    out = run_python("""
+    out = run_python(
+        code="""
         import numpy as np, twolayer
         from twolayer.benchmark import make_problem
         def status(key):
@@ -40,13 +29,16 @@ def test_extra_peak_memory_of_a_large_batch_is_bounded():
         before = status("VmRSS:")
         twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
         print(status("VmHWM:") - before)
-    """)
+    """
+    ).stdout
     extra = int(out.split()[-1])
     assert extra < 96 * 2**20, f"{extra / 2**20:.1f} MiB"
 
 
+@pytest.mark.slow
 def test_no_memory_growth_over_fifty_thousand_calls():
-    out = run_python("""
+    out = run_python(
+        code="""
         import numpy as np, twolayer
         from twolayer.benchmark import make_problem
         def rss():
@@ -63,12 +55,12 @@ def test_no_memory_growth_over_fifty_thousand_calls():
         before = rss()
         calls(50_000)
         print(rss() - before)
-    """)
+    """
+    ).stdout
     growth = int(out.split()[-1])
     assert growth < 2 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_memory_mapped_and_negative_stride_inputs(backend, tmp_path, rng):
     dims = (6, 4, 3)
     data, labels, params = random_problem(rng, 700, dims)
@@ -79,16 +71,19 @@ def test_memory_mapped_and_negative_stride_inputs(backend, tmp_path, rng):
     ro = np.memmap(tmp_path / "data.bin", dtype=np.float64, mode="r", shape=data.shape)
     got = forward_backward_prop(ro, labels, params, dims, backend=backend)
     assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
-    flipped = forward_backward_prop(data[::-1][::-1], labels[:, ::-1][:, ::-1], params[::-1][::-1], dims,
-                                    backend=backend)
+    flipped = forward_backward_prop(
+        data[::-1][::-1], labels[:, ::-1][:, ::-1], params[::-1][::-1], dims, backend=backend
+    )
     assert flipped[0] == pytest.approx(expected[0], rel=1e-14)
     assert np.allclose(flipped[1], expected[1], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_fuzzed_arguments_only_ever_raise_value_or_type_errors():
     """Random shapes, dtypes and garbage objects through the public API: a clear
     ValueError/TypeError or a result, never another exception, a crash or a hang."""
-    out = run_python("""
+    out = run_python(
+        code="""
         import numpy as np, twolayer
         rng = np.random.default_rng(2026)
         garbage = [None, "abc", 3, 2.5, [], [[1, 2], [3]], {"a": 1}, object(), np.float64(1), b"xy",
@@ -113,7 +108,8 @@ def test_fuzzed_arguments_only_ever_raise_value_or_type_errors():
                 dt = dtypes[rng.integers(len(dtypes))] if rng.random() < 0.3 else np.float64
                 a = rng.standard_normal(shape) if shape else np.float64(rng.standard_normal())
                 args.append(np.asarray(a).astype(dt))
-            backend = ["numpy", "numba", "auto"][i % 3]
+            backend = ["numpy", "numba", "auto", "numba:row", "numba:tile", "numba:narrow", "numba:blas",
+                       "numba:portable"][i % 8]
             try:
                 twolayer.forward_backward_prop(*args, dims, backend=backend)
                 outcomes["ok"] += 1
@@ -121,6 +117,7 @@ def test_fuzzed_arguments_only_ever_raise_value_or_type_errors():
                 assert str(err), "an error without a message"
                 outcomes[type(err).__name__] += 1
         print(outcomes)
-    """, timeout=900)
+    """
+    ).stdout
     outcomes = eval(out.strip().splitlines()[-1])
     assert min(outcomes.values()) > 0, outcomes  # every kind of outcome was exercised

@@ -1,4 +1,5 @@
 """softmax, sigmoid, sigmoid_grad and gradcheck_naive against CS224n's published checks."""
+
 import random
 import warnings
 
@@ -44,8 +45,10 @@ def test_sigmoid_extremes_without_warnings():
     assert np.isnan(sigmoid(np.array([np.nan])))[0]
 
 
-@pytest.mark.parametrize("x", [np.array(123.456), np.random.default_rng(1).standard_normal(3),
-                               np.random.default_rng(2).standard_normal((4, 5))])
+@pytest.mark.parametrize(
+    "x",
+    [np.array(123.456), np.random.default_rng(1).standard_normal(3), np.random.default_rng(2).standard_normal((4, 5))],
+)
 def test_gradcheck_passes_cs224n_quadratic(x, capsys):
     before = x.copy()
     assert gradcheck_naive(lambda x: (np.sum(x**2), x * 2), x) is True

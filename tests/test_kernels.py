@@ -1,9 +1,8 @@
 """The Numba kernels themselves: every path against the long-double oracle, the
 vectorized exp/log, float32 purity, determinism, threads and the compile cache."""
+
 import os
 import re
-import subprocess
-import sys
 
 import numba
 import numpy as np
@@ -14,11 +13,12 @@ import twolayer
 from twolayer import fast, param_count, unpack_params
 from twolayer.fast import compile as kernels_compile
 from twolayer.fast import numpy_blas, paths
-from twolayer.kernels import narrow, wide
+from twolayer.kernels import narrow
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
-from oracle import assert_close_to_oracle, random_problem
+from .conftest import random_problem, run_python
+from .oracle import assert_close_to_oracle
 
 PATHS = list(fast.PATHS)
 RTOL = {np.float64: 1e-12, np.float32: 1e-4}
@@ -176,16 +176,15 @@ def test_vectorized_exp_and_log_are_within_two_ulp(dtype):
 _AVX2_ONLY = "+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+popcnt,+sse4.2,-avx512f,-avx512vl,-avx512dq,-avx512bw,-avx512cd"
 
 
+@pytest.mark.slow
 def test_exp_keeps_its_accuracy_where_2_to_the_k_is_built_from_bits():
     """Without AVX-512, exp builds 2**k from bits instead of calling ldexp (slow there):
     the accuracy and special-value tests above, run again compiled for AVX2."""
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": _AVX2_ONLY}
-    check = "from twolayer.kernels import mathfn; assert not mathfn.SCALE_BY_LDEXP"
-    assert subprocess.run([sys.executable, "-c", check], env=env, timeout=300).returncode == 0
+    env = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": _AVX2_ONLY}
+    run_python(code="from twolayer.kernels import mathfn; assert not mathfn.SCALE_BY_LDEXP", env=env)
     tests = [f"{__file__}::test_vectorized_exp_and_log_{name}" for name in ("are_within_two_ulp", "special_values")]
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and "4 passed" in result.stdout, result.stdout[-2000:]
+    result = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", *tests, env=env)
+    assert "4 passed" in result.stdout, result.stdout[-2000:]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -205,6 +204,7 @@ def test_vectorized_exp_and_log_special_values(dtype):
     assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "worker, signature",
     [
@@ -229,7 +229,11 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
     if signature is not None:
         sig = signature(f32)
     else:  # data, labels, params, Dx, H, Dy, r0, r1, rows, scratch, grad
-        ro2, ro1, rw1 = types.Array(f32, 2, "C", readonly=True), types.Array(f32, 1, "C", readonly=True), types.Array(f32, 1, "C")
+        ro2, ro1, rw1 = (
+            types.Array(f32, 2, "C", readonly=True),
+            types.Array(f32, 1, "C", readonly=True),
+            types.Array(f32, 1, "C"),
+        )
         sig = (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
     fresh.compile(sig)
     ir = fresh.inspect_llvm(sig)
@@ -242,13 +246,9 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
     assert len(widenings) <= 2 and all(re.match(r"fpext float %\S+ to double", w) for w in widenings), widenings
 
 
-def _rng_problem(n, dims, seed=11):
-    return random_problem(np.random.default_rng(seed), n, dims)
-
-
 def test_narrow_path_is_bitwise_identical_across_thread_counts_and_calls():
     dims = twolayer.SHAPES["cs224n"]
-    data, labels, params = _rng_problem(20_000, dims)
+    data, labels, params = random_problem(np.random.default_rng(11), 20_000, dims)
     assert fast.choose_path(data.shape[0], *dims) == "narrow"
     results = []
     try:
@@ -262,6 +262,7 @@ def test_narrow_path_is_bitwise_identical_across_thread_counts_and_calls():
         assert np.array_equal(grad, results[0][1])
 
 
+@pytest.mark.slow
 def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(rng):
     """Past HINT_FROM_BYTES the narrow path hints each next tile into cache (entry kernels
     of their own, compiled apart from the plain ones); its results must be as right."""
@@ -276,8 +277,9 @@ def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(
         finally:
             twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
-    assert all(kernels_compile.is_compiled(f"narrow_hinted_{kind}", np.dtype(np.float64))
-               for kind in ("serial", "parallel"))
+    assert all(
+        kernels_compile.is_compiled(f"narrow_hinted_{kind}", np.dtype(np.float64)) for kind in ("serial", "parallel")
+    )
 
 
 @pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (20, 9, 11), (100, 2, 20), (5, 100, 3)])
@@ -294,11 +296,12 @@ def test_a_small_batch_is_one_tile_or_the_fewest_equal_tiles_within_budget(dims,
         assert n - (tiles - 1) * T > T - 8 * tiles  # equal tiles, up to rounding to 8 rows
 
 
-@pytest.mark.parametrize("dims, n", [((60, 40, 7), 5_000), ((784, 128, 10), 16), ((784, 128, 10), 300),
-                                     ((33, 7, 1100), 40)])
+@pytest.mark.parametrize(
+    "dims, n", [((60, 40, 7), 5_000), ((784, 128, 10), 16), ((784, 128, 10), 300), ((33, 7, 1100), 40)]
+)
 def test_blas_path_is_bitwise_identical_across_thread_counts_and_calls(dims, n):
     # Chunks (and column blocks) are fixed by the batch, each product single-threaded.
-    data, labels, params = _rng_problem(n, dims)
+    data, labels, params = random_problem(np.random.default_rng(11), n, dims)
     assert fast.resolve_path(fast.choose_path(n, *dims), dims) == "blas"
     results = []
     try:
@@ -343,6 +346,7 @@ def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):
         assert np.array_equal(c, np.zeros((5, 3), dtype))
 
 
+@pytest.mark.slow
 def test_without_a_bound_blas_wide_layers_take_the_portable_path_and_agree():
     # TWOLAYER_BLAS=numpy: NumPy's BLAS is not bound, as where it is not an OpenBLAS
     # (MKL, Accelerate, BLIS, the reference BLAS). Wide layers then issue their products
@@ -362,14 +366,12 @@ def test_without_a_bound_blas_wide_layers_take_the_portable_path_and_agree():
         "print(numpy_blas.bound(), fast.runtime_info()['wide layers'])\n"
         "print(repr(out))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "TWOLAYER_BLAS": "numpy"})
-    assert result.returncode == 0, result.stderr
-    first, second = result.stdout.splitlines()
+    first, second = run_python(code=code, env={"TWOLAYER_BLAS": "numpy"}).stdout.splitlines()
     assert first.startswith("None portable path")
     rng = np.random.default_rng(3)
     for (dims, n), (cost, grad) in zip([((30, 20, 9), 700), ((784, 128, 10), 16), ((40, 30, 90), 300)], eval(second)):
-        d = rng.standard_normal((n, dims[0])); y = np.eye(dims[2])[rng.integers(0, dims[2], n)]
+        d = rng.standard_normal((n, dims[0]))
+        y = np.eye(dims[2])[rng.integers(0, dims[2], n)]
         p = 0.5 * rng.standard_normal(param_count(dims))
         blas_cost, blas_grad = fast.forward_backward(d, y, p, dims, path="blas")
         assert cost == pytest.approx(blas_cost, rel=1e-13)
@@ -389,21 +391,17 @@ def test_set_num_threads():
             twolayer.set_num_threads(bad)
 
 
+@pytest.mark.slow
 def test_numba_num_threads_is_honoured():
-    code = "import twolayer; print(twolayer.get_num_threads())"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "NUMBA_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr
+    result = run_python(code="import twolayer; print(twolayer.get_num_threads())", env={"NUMBA_NUM_THREADS": "1"})
     assert result.stdout.strip() == "1"
 
 
-def _second_run(code, timeout=900):
+def _second_run(code):
     """stdout of ``code`` run in a second new process: the first may compile and save to
     the cache, so the second must load from it."""
-    for _ in range(2):
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
-        assert result.returncode == 0, result.stderr
-    return result.stdout
+    run_python(code=code)
+    return run_python(code=code).stdout
 
 
 def _cache_counts(*names):
@@ -415,18 +413,21 @@ def _cache_counts(*names):
     )
 
 
+@pytest.mark.slow
 def test_a_second_process_loads_the_kernels_from_the_cache():
     code = (
         "import numpy as np, twolayer\n"
         "from twolayer import fast\n"
         "d = np.ones((1, 10)); y = np.zeros((1, 10)); y[0, 3] = 1\n"
         "for dt in (np.float64, np.float32):\n"
-        "    twolayer.forward_backward_prop(d.astype(dt), y.astype(dt), np.ones(115, dt), (10, 5, 10), backend='numba')\n"
+        "    p = np.ones(115, dt)\n"
+        "    twolayer.forward_backward_prop(d.astype(dt), y.astype(dt), p, (10, 5, 10), backend='numba')\n"
     ) + _cache_counts("row")
     hits, misses = map(int, _second_run(code).split())
     assert hits == 2 and misses == 0  # float32 and float64, both from the cache
 
 
+@pytest.mark.slow
 def test_a_first_call_loads_only_its_own_float_type():
     # Half the cache to load, and on a first-ever call half the compile.
     code = (
@@ -440,9 +441,10 @@ def test_a_first_call_loads_only_its_own_float_type():
     assert (signatures, hits, misses) == (1, 1, 0)
 
 
+@pytest.mark.slow
 def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
     # The cached BLAS kernels refer to GEMM symbols by name; a new process must bind them
-    # (twolayer/blas.py) before loading, and then compute what this process computes.
+    # (twolayer/fast/numpy_blas.py) before loading, and then compute what this process computes.
     dims = (60, 40, 7)
     code = (
         "import numpy as np, twolayer\n"
@@ -456,7 +458,8 @@ def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
     cost, gsum, hits, misses = _second_run(code).split()
     assert int(hits) >= 1 and int(misses) == 0  # each BLAS kernel used, for float64
     rng = np.random.default_rng(5)
-    d = rng.standard_normal((3000, 60)); y = np.eye(7)[rng.integers(0, 7, 3000)]
+    d = rng.standard_normal((3000, 60))
+    y = np.eye(7)[rng.integers(0, 7, 3000)]
     p = rng.standard_normal(61 * 40 + 41 * 7) * 0.3
     assert fast.choose_path(3000, *dims) == "blas"
     expected_cost, expected_grad = twolayer.forward_backward_prop(d, y, p, dims, backend="numpy")
@@ -468,6 +471,7 @@ def test_non_contiguous_inputs_are_copied_not_rejected(rng):
     dims = (5, 4, 3)
     data, labels, params = random_problem(rng, 50, dims)
     expected = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
-    got = twolayer.forward_backward_prop(np.asfortranarray(data), labels[:, ::-1][:, ::-1], params[::-1][::-1],
-                                         dims, backend="numba")
+    got = twolayer.forward_backward_prop(
+        np.asfortranarray(data), labels[:, ::-1][:, ::-1], params[::-1][::-1], dims, backend="numba"
+    )
     assert got[0] == expected[0] and np.array_equal(got[1], expected[1])

@@ -1,4 +1,5 @@
 """The parameter layout, the FLOP count and the presets."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """Property-based: random dimensions, batch sizes, dtypes and memory layouts."""
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,5 +51,6 @@ def test_numba_and_numpy_backends_agree(problem):
 def test_gradcheck_passes_on_small_problems(problem):
     dims, (data, labels, params) = problem
     data, labels, params = (np.asarray(a, np.float64) for a in (data, labels, params))
-    assert gradcheck_naive(lambda p: forward_backward_prop(data, labels, p, dims, backend="numba"), params,
-                           verbose=False)
+    assert gradcheck_naive(
+        lambda p: forward_backward_prop(data, labels, p, dims, backend="numba"), params, verbose=False
+    )

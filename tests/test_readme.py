@@ -1,5 +1,6 @@
 """The README's two set-up commands: the test command is exactly what CI runs, and the
 example code in the README runs."""
+
 import pathlib
 import re
 
