@@ -1,4 +1,5 @@
 """Shared state of a benchmark session: per-point medians, for speedups over numpy."""
+
 import pytest
 
 

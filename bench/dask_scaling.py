@@ -7,6 +7,7 @@ with 1 and 2 local worker processes, and the overhead each chunk adds.
 The data is generated on the workers and persisted there, so the timings are of the
 computation and the tree sum, not of shipping the dataset.
 """
+
 import argparse
 import os
 import time
@@ -61,8 +62,12 @@ def main():
         print(f"{n:>10} {'single process':>22} {n:>10} {1:>6} {single:8.3f} {n / single:10.3g}")
         del d_np, y_np
         for workers in args.workers:
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 client.run(twolayer.set_num_threads, max(1, cores // workers))
                 points = []
                 for chunk_rows in args.chunks:
@@ -72,15 +77,20 @@ def main():
                     distributed.forward_backward_prop(d, y, params, dims)  # warm-up: imports, caches
                     t = best_of(lambda: distributed.forward_backward_prop(d, y, params, dims))
                     points.append((chunks, t))
-                    print(f"{n:>10} {f'dask, {workers} worker(s)':>22} {chunk_rows:>10} {chunks:>6} {t:8.3f} {n / t:10.3g}")
+                    print(
+                        f"{n:>10} {f'dask, {workers} worker(s)':>22} {chunk_rows:>10} {chunks:>6} {t:8.3f} "
+                        f"{n / t:10.3g}"
+                    )
                     del d, y
                 # seconds = fixed + per_chunk * chunks, fitted where every worker has work
                 balanced = [(c, t) for c, t in points if c >= 2 * workers]
                 per_chunk, fixed = np.polyfit(*zip(*balanced), 1)
                 rate = n / max(fixed, 1e-9)  # rows/s once chunk overheads are paid
                 amortized = int(10 * per_chunk * rate)  # chunk rows at which overhead is 10% of the work
-                print(f"{'':>10} {f'dask, {workers} worker(s)':>22}  overhead {1e3 * per_chunk:.2f} ms per chunk; "
-                      f"chunks of >= {amortized:,} rows keep it under 10%")
+                print(
+                    f"{'':>10} {f'dask, {workers} worker(s)':>22}  overhead {1e3 * per_chunk:.2f} ms per chunk; "
+                    f"chunks of >= {amortized:,} rows keep it under 10%"
+                )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Dask's overhead at a size CI can afford: the single-process kernel against
 twolayer.distributed on the local threaded scheduler, (50, 100, 5), 200k rows in chunks
 of 25k. Worker processes and 10^6..10^7 rows: bench/dask_scaling.py."""
+
 import dask
 import dask.array as da
 import numpy as np

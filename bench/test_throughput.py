@@ -8,6 +8,7 @@ Track: add --benchmark-autosave, later --benchmark-compare --benchmark-compare-f
 Each result's extra_info carries samples/s, GFLOP/s, the fraction of this machine's GEMM
 peak (measured once per session) and the speedup over numpy at the same point.
 """
+
 import numpy as np
 import pytest
 
@@ -37,8 +38,12 @@ def _record(benchmark, medians, shape, n, dtype, backend):
         medians[(shape, n, dtype, backend)] = seconds
         gflops = flop_count(n, dims) / seconds / 1e9
         base = medians.get((shape, n, dtype, "numpy"))
-        info.update(samples_per_s=n / seconds, gflops=gflops, peak_fraction=gflops / gemm_peak(dtype),
-                    speedup=base / seconds if base else None)
+        info.update(
+            samples_per_s=n / seconds,
+            gflops=gflops,
+            peak_fraction=gflops / gemm_peak(dtype),
+            speedup=base / seconds if base else None,
+        )
     benchmark.extra_info.update(info)
 
 

@@ -6,6 +6,7 @@ Each result's extra_info carries the step's speedup over numpy in the same sessi
 the call's mean time in the loop over its mean time alone (in_loop_ratio): a thread pool
 that starts fighting the user's shows there first.
 """
+
 import numpy as np
 import pytest
 
@@ -20,9 +21,10 @@ def problems():
     return {}
 
 
-@pytest.mark.parametrize("point", [pytest.param(p, id=f"{p[0]}-B{p[1]}-{p[2]}",
-                                                marks=[pytest.mark.quick] if p in QUICK else [])
-                                   for p in POINTS])
+@pytest.mark.parametrize(
+    "point",
+    [pytest.param(p, id=f"{p[0]}-B{p[1]}-{p[2]}", marks=[pytest.mark.quick] if p in QUICK else []) for p in POINTS],
+)
 @pytest.mark.parametrize("backend", ["numpy", "numba"])  # numpy first: the speedups are over it
 def test_training_loop(benchmark, medians, problems, backend, point):
     shape, batch, dtype = point
@@ -50,6 +52,10 @@ def test_training_loop(benchmark, medians, problems, backend, point):
         medians[(shape, batch, dtype, backend, "loop")] = seconds
         base = medians.get((shape, batch, dtype, "numpy", "loop"))
         alone = time_alone(call, problem.X[:batch].copy(), problem.Y[:batch].copy(), problem.params.copy(), 0.2, 0.15)
-        info.update(step_seconds=seconds, step_speedup=base / seconds if base else None,
-                    call_seconds=float(np.mean(call_times)), alone_seconds=alone)
+        info.update(
+            step_seconds=seconds,
+            step_speedup=base / seconds if base else None,
+            call_seconds=float(np.mean(call_times)),
+            alone_seconds=alone,
+        )
     benchmark.extra_info.update(info)

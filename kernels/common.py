@@ -2,6 +2,7 @@
 the softmax and cross-entropy of one row or of a transposed tile (and the packing of
 rows into such a tile, and cache hints for rows to come), chunked workspaces and the
 fixed-order reduction of per-chunk results."""
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -37,9 +38,13 @@ def _matrix_view(typingctx, flat, rows, cols):
         r = context.cast(builder, args[1], sig.args[1], types.intp)
         c = context.cast(builder, args[2], sig.args[2], types.intp)
         populate_array(
-            dst, data=src.data, shape=cgutils.pack_array(builder, [r, c]),
+            dst,
+            data=src.data,
+            shape=cgutils.pack_array(builder, [r, c]),
             strides=cgutils.pack_array(builder, [builder.mul(c, src.itemsize), src.itemsize]),
-            itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent,
+            itemsize=src.itemsize,
+            meminfo=src.meminfo,
+            parent=src.parent,
         )
         return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
 
@@ -99,8 +104,12 @@ def _transpose8x8(typingctx, src, s_at, s_stride, dst, d_at, d_stride):
     """dst.flat[d_at + j d_stride + i] = src.flat[s_at + i s_stride + j] for i, j < 8:
     eight rows loaded as vectors, transposed in registers by three rounds of shuffles,
     stored as eight vectors. Unchecked: both blocks must lie inside their arrays."""
-    if not (isinstance(src, types.Array) and isinstance(dst, types.Array) and src.dtype == dst.dtype
-            and src.layout == dst.layout == "C"):
+    if not (
+        isinstance(src, types.Array)
+        and isinstance(dst, types.Array)
+        and src.dtype == dst.dtype
+        and src.layout == dst.layout == "C"
+    ):
         return None
 
     def codegen(context, builder, sig, args):
@@ -122,16 +131,29 @@ def _transpose8x8(typingctx, src, s_at, s_stride, dst, d_at, d_stride):
         # pairs of rows interleaved: p[2k] holds columns 0, 2, 4, 6 of rows 2k, 2k+1
         p = []
         for k in range(0, 8, 2):
-            p += [shuffle(r[k], r[k + 1], [0, 8, 2, 10, 4, 12, 6, 14]), shuffle(r[k], r[k + 1], [1, 9, 3, 11, 5, 13, 7, 15])]
+            p += [
+                shuffle(r[k], r[k + 1], [0, 8, 2, 10, 4, 12, 6, 14]),
+                shuffle(r[k], r[k + 1], [1, 9, 3, 11, 5, 13, 7, 15]),
+            ]
         # quads: q[(h, c)] holds columns c and c + 4 of rows 4h..4h+3
         q = {}
         for h in (0, 1):
             e0, o0, e1, o1 = p[4 * h : 4 * h + 4]
-            q[h, 0], q[h, 2] = shuffle(e0, e1, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(e0, e1, [2, 3, 10, 11, 6, 7, 14, 15])
-            q[h, 1], q[h, 3] = shuffle(o0, o1, [0, 1, 8, 9, 4, 5, 12, 13]), shuffle(o0, o1, [2, 3, 10, 11, 6, 7, 14, 15])
+            q[h, 0], q[h, 2] = (
+                shuffle(e0, e1, [0, 1, 8, 9, 4, 5, 12, 13]),
+                shuffle(e0, e1, [2, 3, 10, 11, 6, 7, 14, 15]),
+            )
+            q[h, 1], q[h, 3] = (
+                shuffle(o0, o1, [0, 1, 8, 9, 4, 5, 12, 13]),
+                shuffle(o0, o1, [2, 3, 10, 11, 6, 7, 14, 15]),
+            )
         for c in range(4):
-            builder.store(shuffle(q[0, c], q[1, c], [0, 1, 2, 3, 8, 9, 10, 11]), at(d_data, d_at, d_stride, c), align=align)
-            builder.store(shuffle(q[0, c], q[1, c], [4, 5, 6, 7, 12, 13, 14, 15]), at(d_data, d_at, d_stride, c + 4), align=align)
+            builder.store(
+                shuffle(q[0, c], q[1, c], [0, 1, 2, 3, 8, 9, 10, 11]), at(d_data, d_at, d_stride, c), align=align
+            )
+            builder.store(
+                shuffle(q[0, c], q[1, c], [4, 5, 6, 7, 12, 13, 14, 15]), at(d_data, d_at, d_stride, c + 4), align=align
+            )
         return context.get_dummy_value()
 
     return types.none(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
@@ -167,7 +189,8 @@ def _prefetch(typingctx, src, i):
         ptr = builder.gep(make_array(sig.args[0])(context, builder, args[0]).data, [args[1]])
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0")
+            builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0"
+        )
         builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
         return context.get_dummy_value()
 

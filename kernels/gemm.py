@@ -8,6 +8,7 @@ addresses, so kernels that use them can still be cached. A BLAS with 32-bit inte
 (LP64) is reached through ``lp64_adapters``, compiled functions with the 64-bit
 signature that call it.
 """
+
 from numba import cfunc, njit, types
 from numba.extending import overload
 
@@ -19,16 +20,26 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 def _cblas_signature(real, index):
     return types.void(
-        types.int32, types.int32, types.int32,  # order, transa, transb
-        index, index, index,  # m, n, k
-        real, types.voidptr, index,  # alpha, a, lda
-        types.voidptr, index,  # b, ldb
-        real, types.voidptr, index,  # beta, c, ldc
+        types.int32,
+        types.int32,
+        types.int32,  # order, transa, transb
+        index,
+        index,
+        index,  # m, n, k
+        real,
+        types.voidptr,
+        index,  # alpha, a, lda
+        types.voidptr,
+        index,  # b, ldb
+        real,
+        types.voidptr,
+        index,  # beta, c, ldc
     )
 
 
-_CBLAS = {REALS[kind]: types.ExternalFunction(SYMBOLS[kind], _cblas_signature(REALS[kind], types.int64))
-          for kind in SYMBOLS}
+_CBLAS = {
+    REALS[kind]: types.ExternalFunction(SYMBOLS[kind], _cblas_signature(REALS[kind], types.int64)) for kind in SYMBOLS
+}
 
 
 def cblas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
@@ -65,9 +76,21 @@ def gemm(a, trans_a, b, trans_b, c, beta):
                 c[i, j] = 0 if beta == 0 else c[i, j] * real(beta)
         return
     size = c.itemsize
-    cblas_gemm(_TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS, m, n, k, real(1.0),
-               a.ctypes, max(a.strides[0] // size, a.shape[1], 1), b.ctypes, max(b.strides[0] // size, b.shape[1], 1),
-               real(beta), c.ctypes, max(c.strides[0] // size, n))
+    cblas_gemm(
+        _TRANS if trans_a else _NO_TRANS,
+        _TRANS if trans_b else _NO_TRANS,
+        m,
+        n,
+        k,
+        real(1.0),
+        a.ctypes,
+        max(a.strides[0] // size, a.shape[1], 1),
+        b.ctypes,
+        max(b.strides[0] // size, b.shape[1], 1),
+        real(beta),
+        c.ctypes,
+        max(c.strides[0] // size, n),
+    )
 
 
 def lp64_adapters():

@@ -8,6 +8,7 @@ Branch-free, so they vectorize; NaN stays NaN, overflow gives inf, underflow 0
 
 Call ``vexp(x)`` / ``vlog(x)`` from jitted code; the implementation is chosen by type.
 """
+
 import math
 
 import numpy as np
@@ -91,9 +92,18 @@ LOG2E = 1.4426950408889634
 # nodes (coefficients from a long-double solve), 0.7 ulp from exp over that range;
 # one multiply-add fewer than the Taylor polynomial of the same accuracy.
 _EXP64 = (
-    1.0, 1.0, 0.5000000000000018, 0.16666666666666702, 0.04166666666648878, 0.008333333333310856,
-    0.0013888888952165966, 0.00019841269904726056, 2.4801485628212104e-05, 2.755723022815189e-06,
-    2.7632588526479853e-07, 2.5112871383624673e-08,
+    1.0,
+    1.0,
+    0.5000000000000018,
+    0.16666666666666702,
+    0.04166666666648878,
+    0.008333333333310856,
+    0.0013888888952165966,
+    0.00019841269904726056,
+    2.4801485628212104e-05,
+    2.755723022815189e-06,
+    2.7632588526479853e-07,
+    2.5112871383624673e-08,
 )
 
 
@@ -120,9 +130,10 @@ _LN2_F32_HI = np.float32(0.693359375)  # exact in float32, few significant bits
 _LN2_F32_LO = np.float32(-2.12194440e-4)
 _LOG2E_F32 = np.float32(LOG2E)
 # Degree 6, interpolating at the Chebyshev nodes as above: 0.8 ulp (float32) from exp.
-_EXP32 = tuple(np.float32(c) for c in (
-    1.0, 1.0, 0.5, 0.16666415333747864, 0.04166635125875473, 0.00837512593716383, 0.0013941108481958508
-))
+_EXP32 = tuple(
+    np.float32(c)
+    for c in (1.0, 1.0, 0.5, 0.16666415333747864, 0.04166635125875473, 0.00837512593716383, 0.0013941108481958508)
+)
 _F32_LO = np.float32(-104.0)
 _F32_HI = np.float32(89.0)
 _HALF32 = np.float32(0.5)

@@ -6,12 +6,24 @@ all of it stays in L1/L2 because a tile is a few tens of KiB. The batch is cut i
 fixed number of chunks of whole tiles, each with its own gradient accumulator, summed in
 chunk order: the result does not depend on the thread count.
 """
+
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, hidden_units, matrix, pack_tile, param_views,
-                     prefetch_rows, reduce_chunks, softmax_xent_columns)
+from .common import (
+    ENTRY,
+    JIT,
+    block_scratch,
+    chunk_accumulator,
+    hidden_units,
+    matrix,
+    pack_tile,
+    param_views,
+    prefetch_rows,
+    reduce_chunks,
+    softmax_xent_columns,
+)
 from .mathfn import vexp
 
 
@@ -74,6 +86,7 @@ TILE_STAGE = dict(JIT, inline="always")
 # of 7, old / new: (10, 5, 10) N = 4096 190 / 168 us, (20, 9, 11) 357 / 295 us; a tile
 # of 8 rows or fewer lost 0.1 us ((10, 5, 10) N = 3-8 float64), from 16 rows on no loss.
 # output_backward, which also accumulates, goes two outputs per pass (see there).
+
 
 @njit(**TILE_STAGE)
 def affine_forward(srcT, W, b, col, out):
@@ -380,6 +393,7 @@ def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, 
 # The same two for batches beyond HINT_FROM_BYTES, with the hinted tile loop: entry
 # kernels of their own, so that a first call compiles one tile loop, not both (the
 # parallel kernel compiled in 16.8 s with both here, 9.0 s with one).
+
 
 @njit(**ENTRY)
 def narrow_hinted_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):

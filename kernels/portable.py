@@ -4,11 +4,17 @@ built with, on that BLAS's own threads. Each stage is the BLAS path's (kernels/w
 without its GEMMs; each call sets the bias gradient it computes (the caller adds the
 tiles up in order).
 """
+
 from numba import njit
 
 from .common import ENTRY, pack_tile
-from .wide import fill_bias_tile, sigmoid_backward, sigmoid_of_biased, softmax_xent_columns_biased, \
-    softmax_xent_rows_biased
+from .wide import (
+    fill_bias_tile,
+    sigmoid_backward,
+    sigmoid_of_biased,
+    softmax_xent_columns_biased,
+    softmax_xent_rows_biased,
+)
 
 
 @njit(**ENTRY)

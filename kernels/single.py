@@ -6,6 +6,7 @@ the arithmetic; here the time goes to the call itself and H + Dy exps per row.
 made wide layers 3x slower: Numba cannot prove a computed index non-negative, so
 every access pays a wraparound check, and the loops stop vectorizing.)
 """
+
 import numpy as np
 from numba import njit
 

@@ -17,14 +17,27 @@ gradients accumulate inside the GEMMs (beta = 1 after its first tile).
 The elementwise stages are also the portable path's (kernels/portable.py), which issues
 the products through NumPy instead.
 """
+
 import math
 
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from .common import (
+    ENTRY,
+    JIT,
+    block_scratch,
+    chunk_accumulator,
+    matrix,
+    pack_tile,
+    param_views,
+    reduce_chunks,
+    reduce_slice,
+    softmax_xent_columns,
+    softmax_xent_row,
+    sum_costs,
+)
 from .gemm import gemm
-from .common import (ENTRY, JIT, block_scratch, chunk_accumulator, matrix, pack_tile, param_views, reduce_chunks,
-                     reduce_slice, softmax_xent_columns, softmax_xent_row, sum_costs)
 from .mathfn import vexp
 
 # Widest output layer that is kept transposed (output_forward_columns). Measured at
@@ -120,6 +133,7 @@ def sigmoid_backward(D, Hh, gb1):
 
 # The four stages of one tile: x (n, Dx) rows of data, y (n, Dy) rows of labels.
 
+
 @njit(**JIT)
 def hidden_forward(x, W1, bias_tile, h_flat):
     # x (n, Dx), W1 (Dx, H) -> h (n, H) = sigmoid(x W1 + b1), written to h_flat (n * H,)
@@ -193,8 +207,9 @@ def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, 
         beta = 0.0 if t0 == r0 else 1.0
         h, d = matrix(h_ws[: n * H], n, H), matrix(d_ws[: n * H], n, H)
         hidden_forward(x, W1, bias_tile, h_ws[: n * H])
-        cost += output_forward(h, W2, b2, labels, t0, matrix(yT_ws[: Dy * n], Dy, n), z_ws[: Dy * n],
-                               rows_ws[: 4 * n], gb2)
+        cost += output_forward(
+            h, W2, b2, labels, t0, matrix(yT_ws[: Dy * n], Dy, n), z_ws[: Dy * n], rows_ws[: 4 * n], gb2
+        )
         output_backward(h, W2, z_ws[: Dy * n], beta, gW2, d)
         hidden_backward(x, h, d, beta, gW1, gb1)
     return cost
@@ -209,8 +224,9 @@ def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, co
     for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
         r0 = c * rows_per_chunk
         r1 = min(data.shape[0], r0 + rows_per_chunk)
-        costs[c] = tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch,
-                                          chunk_accumulator(c, ws, grad))
+        costs[c] = tiles_forward_backward(
+            data, labels, params, Dx, H, Dy, r0, r1, R, scratch, chunk_accumulator(c, ws, grad)
+        )
 
 
 @njit(**ENTRY)
@@ -242,6 +258,7 @@ def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws
 # weights (a fixed width, so results do not depend on the thread count), streams only
 # its share of W1, W2 and their gradients, and no chunk needs an accumulator. Four
 # parallel stages per tile, each waiting for the one before.
+
 
 @register_jitable
 def columns_scratch_size(H, Dy, R):
@@ -335,8 +352,12 @@ def _tile_cost(row_costs):
 
 @njit(**JIT)
 def _tile_views(ws, n, H, Dy):
-    return (matrix(ws[: n * H], n, H), matrix(ws[n * H : 2 * n * H], n, H),
-            matrix(ws[2 * n * H : n * (2 * H + Dy)], n, Dy), ws[n * (2 * H + Dy) : n * (2 * H + Dy + 1)])
+    return (
+        matrix(ws[: n * H], n, H),
+        matrix(ws[n * H : 2 * n * H], n, H),
+        matrix(ws[2 * n * H : n * (2 * H + Dy)], n, Dy),
+        ws[n * (2 * H + Dy) : n * (2 * H + Dy + 1)],
+    )
 
 
 @njit(parallel={"fusion": False}, **ENTRY)  # each stage needs all of the one before

@@ -2,6 +2,7 @@
 
 ``forward_backward_prop`` has the signature of CS224n assignment 1 (``q2_neural.py``).
 """
+
 from .api import BACKENDS, forward_backward_prop, get_num_threads, resolve_backend, set_num_threads
 from .helpers import gradcheck_naive, sanity_check, sigmoid, sigmoid_grad, softmax
 from .layout import SHAPES, flop_count, pack_params, param_count, unpack_params

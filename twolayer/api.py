@@ -1,4 +1,5 @@
 """``forward_backward_prop``: validate -> pick a backend -> compute -> (cost, grad)."""
+
 import functools
 import importlib
 import os
@@ -26,7 +27,7 @@ def _load(name):
         raise TypeError(f"backend: expected {_EXPECTED}, got {type(name).__name__} {name!r}")
     if name.startswith("numba:"):  # the numba backend with its path forced, for comparisons and tests
         fast = importlib.import_module(_MODULES["numba"])
-        path = name[len("numba:"):]
+        path = name[len("numba:") :]
         if path not in fast.PATHS:
             raise ValueError(f"backend: expected 'numba:' followed by one of {', '.join(fast.PATHS)}, got {name!r}")
         _loaded[name] = fn = functools.partial(fast.forward_backward, path=path)

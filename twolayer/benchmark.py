@@ -1,6 +1,7 @@
 """The sweep behind ``twolayer bench``: time each backend at each (shape, N, dtype),
 and express it as samples/s, GFLOP/s, a fraction of this machine's GEMM peak and a
 speedup over the NumPy backend measured in the same run."""
+
 import itertools
 import statistics
 import time
@@ -135,8 +136,9 @@ def measure_point(shape, n, dtype, backends, budget=BUDGET_SECONDS, settle=SETTL
     for b in backends:
         seconds = statistics.median(samples[b])
         gflops = flop_count(n, dims) / seconds / 1e9
-        records.append(Record(shape, dims, n, np.dtype(dtype).name, b, seconds, n / seconds, gflops,
-                              gflops / gemm_peak(dtype)))
+        records.append(
+            Record(shape, dims, n, np.dtype(dtype).name, b, seconds, n / seconds, gflops, gflops / gemm_peak(dtype))
+        )
     return records
 
 
@@ -164,8 +166,9 @@ def estimate_seconds(point, backends, budget=BUDGET_SECONDS, settle=SETTLE_SECON
     return budget + rounds * len(backends) * settle + extra
 
 
-def sweep(shapes, batch_sizes, dtypes, backends, budget=BUDGET_SECONDS, progress=None, settle=SETTLE_SECONDS,
-          rounds=ROUNDS):
+def sweep(
+    shapes, batch_sizes, dtypes, backends, budget=BUDGET_SECONDS, progress=None, settle=SETTLE_SECONDS, rounds=ROUNDS
+):
     """Records for every point of the grid; ``progress(seconds, total seconds, label)``
     after each, in estimated seconds (estimate_seconds). At each point the backends take
     turns (``measure_point``), so that a drift of the machine's speed touches them alike."""
@@ -206,14 +209,22 @@ def format_table(records, fast="numba", markdown=False):
     lines = [header]
     for (shape, n, dtype), by_backend in rows.items():
         mine, base = by_backend.get(fast), by_backend.get("numpy")
-        line = [shape, str(n), dtype, _fmt_time(mine.seconds) if mine else "-", _fmt_rate(mine.samples_per_s) if mine
-                else "-", _fmt_time(base.seconds) if base else "-"]
+        line = [
+            shape,
+            str(n),
+            dtype,
+            _fmt_time(mine.seconds) if mine else "-",
+            _fmt_rate(mine.samples_per_s) if mine else "-",
+            _fmt_time(base.seconds) if base else "-",
+        ]
         if others:
             peers = [by_backend[b] for b in others if b in by_backend]
             best = min(peers, key=lambda r: r.seconds) if peers else None
             line.append(f"{best.backend} {_fmt_time(best.seconds)}" if best else "-")
-        line += [f"{mine.speedup:.1f}x" if mine and mine.speedup else "-",
-                 f"{100 * mine.peak_fraction:.1f}" if mine else "-"]
+        line += [
+            f"{mine.speedup:.1f}x" if mine and mine.speedup else "-",
+            f"{100 * mine.peak_fraction:.1f}" if mine else "-",
+        ]
         lines.append(line)
     return render_table(lines, markdown)
 
@@ -227,7 +238,9 @@ def render_table(lines, markdown=False):
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
     out = []
     for k, row in enumerate(lines):
-        out.append("  ".join(cell.rjust(w) if i >= 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        out.append(
+            "  ".join(cell.rjust(w) if i >= 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        )
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

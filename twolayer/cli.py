@@ -1,4 +1,5 @@
 """The ``twolayer`` command (also ``python -m twolayer``)."""
+
 import argparse
 import json
 import sys
@@ -101,8 +102,16 @@ def _bench(args, backends):
     if args.loop:
         return _bench_loop(args, backends, info, points)
     progress = Progress("timing")
-    records = sweep(shapes, batch_sizes, args.dtypes, backends, budget=args.budget, progress=progress,
-                    settle=args.settle, rounds=args.rounds)
+    records = sweep(
+        shapes,
+        batch_sizes,
+        args.dtypes,
+        backends,
+        budget=args.budget,
+        progress=progress,
+        settle=args.settle,
+        rounds=args.rounds,
+    )
     progress.close(f"timed {len(points)} points x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_table(records))
     if args.json:
@@ -134,8 +143,10 @@ def _compile_phase(backends, points):
     progress = Progress(f"compiling {len(pairs)} kernels for {cpu}")
     done = warmup.warm(pairs, progress=progress)
     compiled = sum(how == "compiled" for *_, how, _ in done)
-    progress.close(f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the "
-                   f"cache, in {progress.elapsed():.1f} s")
+    progress.close(
+        f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the "
+        f"cache, in {progress.elapsed():.1f} s"
+    )
     numpy_blas.shorten_idle_spin()
 
 
@@ -155,13 +166,16 @@ def kernels_for(numba_backends, points):
 def _loop_points(args):
     from .trainloop import POINTS
 
-    points = [(s, n, d) for s, n, d in POINTS
-              if (args.shapes_given is None or s in args.shapes_given) and d in args.dtypes
-              and (args.batch_sizes is None or n in args.batch_sizes)]
+    points = [
+        (s, n, d)
+        for s, n, d in POINTS
+        if (args.shapes_given is None or s in args.shapes_given)
+        and d in args.dtypes
+        and (args.batch_sizes is None or n in args.batch_sizes)
+    ]
     if args.batch_sizes is not None:  # batches asked for that the table does not hold
         shapes = args.shapes_given or list(dict.fromkeys(s for s, _, _ in POINTS))
-        points += [(s, n, d) for s in shapes for n in args.batch_sizes for d in args.dtypes
-                   if (s, n, d) not in points]
+        points += [(s, n, d) for s in shapes for n in args.batch_sizes for d in args.dtypes if (s, n, d) not in points]
     return points
 
 
@@ -225,8 +239,10 @@ def cmd_compile(args):
     progress = Progress(f"compiling {len(pairs)} kernels for {cpu}")
     done = warmup.warm(pairs, processes=args.processes, progress=progress)
     compiled = sum(how == "compiled" for *_, how, _ in done)
-    progress.close(f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the cache, "
-                   f"in {progress.elapsed():.1f} s")
+    progress.close(
+        f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the cache, "
+        f"in {progress.elapsed():.1f} s"
+    )
     for name, dtype, how, seconds in sorted(done, key=lambda d: -d[3]):
         print(f"{name:28s} {dtype:8s} {how:9s} {seconds:6.2f} s")
     return 0
@@ -287,38 +303,73 @@ def build_parser():
     info.set_defaults(handler=cmd_info)
 
     bench = sub.add_parser("bench", help="how fast is it here: a sweep over shapes, batch sizes and dtypes")
-    bench.add_argument("--shapes", nargs="+", choices=list(SHAPES), dest="shapes_given",
-                       help="default: all (with --loop: mnist, sentiment, cs224n)")
-    bench.add_argument("--batch-sizes", nargs="+", type=_positive_int, metavar="N",
-                       help="default: 1 16 256 4096 65536 (the wide shape stops at 4096)")
+    bench.add_argument(
+        "--shapes",
+        nargs="+",
+        choices=list(SHAPES),
+        dest="shapes_given",
+        help="default: all (with --loop: mnist, sentiment, cs224n)",
+    )
+    bench.add_argument(
+        "--batch-sizes",
+        nargs="+",
+        type=_positive_int,
+        metavar="N",
+        help="default: 1 16 256 4096 65536 (the wide shape stops at 4096)",
+    )
     bench.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
-    bench.add_argument("--backends", nargs="+", choices=[*BACKENDS[1:], *peers.PEERS],
-                       help="default: numpy, numba and every installed optional peer (torch, jax); "
-                            "textbook (the assignment's NumPy code) on request")
+    bench.add_argument(
+        "--backends",
+        nargs="+",
+        choices=[*BACKENDS[1:], *peers.PEERS],
+        help="default: numpy, numba and every installed optional peer (torch, jax); "
+        "textbook (the assignment's NumPy code) on request",
+    )
     bench.add_argument("--threads", type=_positive_int, help="threads for Numba, BLAS and the peers (default: all)")
-    bench.add_argument("--budget", type=_seconds, default=BUDGET_SECONDS,
-                       help=f"seconds of timing per point, shared by the backends (default {BUDGET_SECONDS})")
-    bench.add_argument("--settle", type=_seconds, default=SETTLE_SECONDS,
-                       help=f"idle seconds before each turn of a backend, for the previous backend's threads "
-                            f"to stop spinning (default {SETTLE_SECONDS})")
-    bench.add_argument("--rounds", type=_positive_int, default=ROUNDS,
-                       help=f"turns each backend takes at each point, sharing the budget (default {ROUNDS})")
-    bench.add_argument("--loop", action="store_true",
-                       help="the training-loop scenario instead of the sweep: each backend's SGD step time, with "
-                            "the user's own NumPy code between calls, and the call's time in the loop and alone")
+    bench.add_argument(
+        "--budget",
+        type=_seconds,
+        default=BUDGET_SECONDS,
+        help=f"seconds of timing per point, shared by the backends (default {BUDGET_SECONDS})",
+    )
+    bench.add_argument(
+        "--settle",
+        type=_seconds,
+        default=SETTLE_SECONDS,
+        help=f"idle seconds before each turn of a backend, for the previous backend's threads "
+        f"to stop spinning (default {SETTLE_SECONDS})",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=ROUNDS,
+        help=f"turns each backend takes at each point, sharing the budget (default {ROUNDS})",
+    )
+    bench.add_argument(
+        "--loop",
+        action="store_true",
+        help="the training-loop scenario instead of the sweep: each backend's SGD step time, with "
+        "the user's own NumPy code between calls, and the call's time in the loop and alone",
+    )
     bench.add_argument("--json", metavar="PATH", help="write one record per measurement")
     bench.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png); needs matplotlib")
     bench.set_defaults(handler=cmd_bench)
 
-    compile_ = sub.add_parser("compile", help="compile the kernels ahead of use, in one process per core, into "
-                                              "Numba's cache (what `twolayer bench` runs, by default)")
+    compile_ = sub.add_parser(
+        "compile",
+        help="compile the kernels ahead of use, in one process per core, into "
+        "Numba's cache (what `twolayer bench` runs, by default)",
+    )
     compile_.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"])
     compile_.add_argument("--all", action="store_true", help="every entry kernel, the single-threaded ones too")
     compile_.add_argument("--processes", type=_positive_int, help="default: one per usable core")
     compile_.set_defaults(handler=cmd_compile)
 
-    report = sub.add_parser("report", help="tables (and plots) of saved runs: twolayer bench --json or "
-                                            "pytest-benchmark; several runs side by side, labelled by machine")
+    report = sub.add_parser(
+        "report",
+        help="tables (and plots) of saved runs: twolayer bench --json or "
+        "pytest-benchmark; several runs side by side, labelled by machine",
+    )
     report.add_argument("runs", nargs="+", metavar="run", help="JSON of a run")
     report.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png)")
     report.add_argument("--markdown", action="store_true", help="print the tables as Markdown")

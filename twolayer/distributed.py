@@ -8,6 +8,7 @@ depends on: each worker fetches it once.
 Works with whatever Dask scheduler is active: the local threaded one by default, or a
 ``distributed`` cluster once a ``Client`` exists (``Client("tcp://scheduler:8786")``).
 """
+
 try:
     import dask
     import dask.array as da
@@ -44,8 +45,10 @@ def _as_row_chunked(x, name, ncols, chunk_rows):
     else:
         arr = np.asarray(x) if x is not None else None
         if arr is None or arr.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: expected a real numeric array or dask array, got "
-                            f"{type(x).__name__}{'' if arr is None else f' of dtype {arr.dtype}'}")
+            raise TypeError(
+                f"{name}: expected a real numeric array or dask array, got "
+                f"{type(x).__name__}{'' if arr is None else f' of dtype {arr.dtype}'}"
+            )
         if arr.ndim == 2:
             rows = chunk_rows or max(1, DEFAULT_CHUNK_BYTES // max(1, arr.shape[1] * arr.itemsize))
             arr = da.from_array(arr, chunks=(rows, -1))
@@ -89,8 +92,9 @@ def forward_backward_prop(data, labels, params, dimensions, *, backend="auto", c
         In the compute dtype (float32 if every input is float32, else float64). Chunk
         gradients are summed in float64.
     """
-    result, dtype = forward_backward_delayed(data, labels, params, dimensions, backend=backend,
-                                             chunk_rows=chunk_rows, split_every=split_every)
+    result, dtype = forward_backward_delayed(
+        data, labels, params, dimensions, backend=backend, chunk_rows=chunk_rows, split_every=split_every
+    )
     cost, grad = result.compute()
     return float(cost), grad.astype(dtype)
 

@@ -1,4 +1,5 @@
 """The helpers of CS224n assignment 1: softmax, sigmoid, sigmoid_grad, gradcheck_naive."""
+
 import random
 
 import numpy as np

@@ -3,6 +3,7 @@
 ``params`` is one flat vector holding, in this order and each row-major,
 W1 (Dx x H), b1 (H), W2 (H x Dy), b2 (Dy) -- the CS224n ``q2_neural.py`` layout.
 """
+
 import operator
 
 import numpy as np
@@ -29,8 +30,7 @@ def normalize_dimensions(dimensions):
         )
     if len(dimensions) != 3:
         raise ValueError(
-            "dimensions: expected three positive integers (Dx, H, Dy), "
-            f"got {len(dimensions)} values: {dimensions!r}"
+            f"dimensions: expected three positive integers (Dx, H, Dy), got {len(dimensions)} values: {dimensions!r}"
         )
     out = []
     for name, value in zip(("Dx", "H", "Dy"), dimensions):
@@ -43,8 +43,7 @@ def normalize_dimensions(dimensions):
                 value_ok = None
         if value_ok is None:
             raise TypeError(
-                f"dimensions: expected {name} to be a positive integer, "
-                f"got {type(value).__name__} {value!r}"
+                f"dimensions: expected {name} to be a positive integer, got {type(value).__name__} {value!r}"
             )
         if value_ok < 1:
             raise ValueError(f"dimensions: expected {name} to be a positive integer, got {value_ok}")
@@ -103,8 +102,7 @@ def pack_params(W1, b1, W2, b2):
     for name, arr in (("b1", b1), ("W2", W2), ("b2", b2)):
         if arr.shape != expected[name]:
             raise ValueError(
-                f"pack_params: W1 has shape {W1.shape}, so {name} must have shape "
-                f"{expected[name]}, got {arr.shape}"
+                f"pack_params: W1 has shape {W1.shape}, so {name} must have shape {expected[name]}, got {arr.shape}"
             )
     return np.concatenate([W1.ravel(), b1, W2.ravel(), b2])
 

@@ -1,4 +1,5 @@
 """What machine this is: CPU, cores, library versions, BLAS, Numba's threading layer."""
+
 import importlib
 import os
 import platform

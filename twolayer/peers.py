@@ -4,6 +4,7 @@ eager autograd and JAX jit(value_and_grad). Neither of those is a dependency;
 ``available()`` says which are installed. Each factory returns ``f(data, labels, params)
 -> (cost, grad)`` with NumPy in and out, so that conversions are part of what is timed,
 as they are for a user who has NumPy arrays."""
+
 import importlib.util
 
 from .layout import param_offsets
@@ -93,9 +94,8 @@ def _make_torch(dims, dtype):
 
 
 def _make_jax(dims, dtype):
-    import numpy as np
-
     import jax
+    import numpy as np
 
     if np.dtype(dtype) == np.float64:
         jax.config.update("jax_enable_x64", True)

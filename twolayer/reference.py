@@ -18,6 +18,7 @@ The deltas, named once for the whole package (CS224n's notation)::
     d3 = dcost/dz1 = d2 * h * (1 - h)            (N, H)
     gW2 = h^T d1, gb2 = sum_rows(d1), gW1 = x^T d3, gb1 = sum_rows(d3)
 """
+
 import numpy as np
 
 from .layout import param_offsets

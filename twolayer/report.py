@@ -6,6 +6,7 @@ training-loop records) or of pytest-benchmark (``--benchmark-json`` or
 times do not carry across machines; speedups over the NumPy backend measured in the
 same run mostly do, so the gate compares those, the training loop's step speedups too.
 """
+
 import json
 
 from .benchmark import Record, format_table
@@ -27,13 +28,25 @@ def load_loop(path):
         for bench in doc["benchmarks"]:
             info = bench.get("extra_info", {})
             if info.get("scenario") == "training loop" and "step_seconds" in info:
-                records.append(LoopRecord(info["shape"], tuple(info["dims"]), info["n"], info["dtype"], info["backend"],
-                                          info["step_seconds"], info["call_seconds"], info["alone_seconds"],
-                                          info.get("step_speedup")))
+                records.append(
+                    LoopRecord(
+                        info["shape"],
+                        tuple(info["dims"]),
+                        info["n"],
+                        info["dtype"],
+                        info["backend"],
+                        info["step_seconds"],
+                        info["call_seconds"],
+                        info["alone_seconds"],
+                        info.get("step_speedup"),
+                    )
+                )
         return records
     fields = set(LoopRecord.__dataclass_fields__)
-    return [LoopRecord(**{k: v for k, v in r.items() if k in fields} | {"dims": tuple(r["dims"])})
-            for r in (doc.get("loop_records", []) if isinstance(doc, dict) else [])]
+    return [
+        LoopRecord(**{k: v for k, v in r.items() if k in fields} | {"dims": tuple(r["dims"])})
+        for r in (doc.get("loop_records", []) if isinstance(doc, dict) else [])
+    ]
 
 
 def load(path):
@@ -45,9 +58,20 @@ def load(path):
             info = bench.get("extra_info", {})
             if "samples_per_s" not in info or info.get("scenario"):
                 continue  # not timed (--benchmark-disable), or not a throughput point
-            records.append(Record(info["shape"], tuple(info["dims"]), info["n"], info["dtype"], info["backend"],
-                                  bench["stats"]["median"], info["samples_per_s"], info["gflops"],
-                                  info["peak_fraction"], info.get("speedup")))
+            records.append(
+                Record(
+                    info["shape"],
+                    tuple(info["dims"]),
+                    info["n"],
+                    info["dtype"],
+                    info["backend"],
+                    bench["stats"]["median"],
+                    info["samples_per_s"],
+                    info["gflops"],
+                    info["peak_fraction"],
+                    info.get("speedup"),
+                )
+            )
         return records
     if isinstance(doc, dict):
         doc = doc.get("records", [])
@@ -71,10 +95,16 @@ def gate(baseline_path, current_path, tolerance=0.15):
     Fails when a speedup present in both runs dropped by more than ``tolerance``
     (0.15: the current speedup is below 85% of the baseline's).
     """
+
     def speedups(path):
         out = {(r.shape, r.n, r.dtype, r.backend): r.speedup for r in load(path) if r.speedup and r.backend != "numpy"}
-        out.update({(r.shape, r.n, r.dtype, r.backend + " loop"): r.step_speedup for r in load_loop(path)
-                    if r.step_speedup and r.backend != "numpy"})
+        out.update(
+            {
+                (r.shape, r.n, r.dtype, r.backend + " loop"): r.step_speedup
+                for r in load_loop(path)
+                if r.step_speedup and r.backend != "numpy"
+            }
+        )
         return out
 
     base, current = speedups(baseline_path), speedups(current_path)
@@ -86,8 +116,10 @@ def gate(baseline_path, current_path, tolerance=0.15):
         ratio = current[k] / base[k]
         bad = ratio < 1 - tolerance
         ok &= not bad
-        lines.append(f"{'FAIL' if bad else 'ok  '} {k[0]:9s} N={k[1]:<6d} {k[2]:7s} {k[3]:11s} "
-                     f"speedup {base[k]:7.2f}x -> {current[k]:7.2f}x ({100 * (ratio - 1):+.0f}%)")
+        lines.append(
+            f"{'FAIL' if bad else 'ok  '} {k[0]:9s} N={k[1]:<6d} {k[2]:7s} {k[3]:11s} "
+            f"speedup {base[k]:7.2f}x -> {current[k]:7.2f}x ({100 * (ratio - 1):+.0f}%)"
+        )
     lines.append(f"{len(common)} points compared, tolerance {100 * tolerance:.0f}%: {'passed' if ok else 'FAILED'}")
     return ok, lines
 
@@ -135,7 +167,7 @@ def plot_records(records, out_png, speedup_png=None):
             ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel=ylabel, title=f"{shape} {SHAPES[shape]}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
-        for ax in axes[len(shapes):]:
+        for ax in axes[len(shapes) :]:
             ax.set_visible(False)
         fig.tight_layout()
         fig.savefig(out, dpi=110)
@@ -150,15 +182,22 @@ def plot_records(records, out_png, speedup_png=None):
             peak = max((r.gflops / r.peak_fraction for r in mine if r.dtype == dtype and r.peak_fraction), default=0)
             if peak:
                 roof = peak * 1e9 / flop_count(1, SHAPES[shape])  # samples/s at the GEMM peak
-                ax.plot([ns[0], ns[-1]], [roof, roof], styles.get(dtype, "-"), color="gray", lw=1,
-                        label=f"GEMM peak {dtype}")
+                ax.plot(
+                    [ns[0], ns[-1]],
+                    [roof, roof],
+                    styles.get(dtype, "-"),
+                    color="gray",
+                    lw=1,
+                    label=f"GEMM peak {dtype}",
+                )
     finish(fig, axes, "samples/s", out_png)
 
     if speedup_png:
         fig, axes = panels("speedup over the NumPy backend, same run")
         for ax, shape in zip(axes, shapes):
-            lines(ax, [r for r in records if r.shape == shape and r.speedup and r.backend != "numpy"],
-                  lambda r: r.speedup)
+            lines(
+                ax, [r for r in records if r.shape == shape and r.speedup and r.backend != "numpy"], lambda r: r.speedup
+            )
             ax.axhline(1, color="gray", lw=1)
         finish(fig, axes, "x NumPy", speedup_png)
 
@@ -172,7 +211,8 @@ def machine_label(path):
         return f"{cpu.get('brand_raw', 'unknown CPU')}, {cpu.get('count', '?')} cores"
     blas = info.get("blas") or ["unknown BLAS"]
     blas = blas[0] if isinstance(blas, list) else blas
-    return f"{info.get('cpu', 'unknown CPU')}, {info.get('usable cores', info.get('cores', '?'))} cores, {blas.split(' (')[0]}"
+    cores = info.get("usable cores", info.get("cores", "?"))
+    return f"{info.get('cpu', 'unknown CPU')}, {cores} cores, {blas.split(' (')[0]}"
 
 
 def table_many(paths, fast="numba", markdown=False):
@@ -214,7 +254,7 @@ def plot_many(paths, out_png, fast="numba"):
         ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="samples/s", title=f"{shape} {SHAPES[shape]}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6)
-    for ax in axes[len(shapes):]:
+    for ax in axes[len(shapes) :]:
         ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)

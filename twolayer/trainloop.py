@@ -8,6 +8,7 @@ another core's cache.
 For each backend: the step time (what the user waits for), the call's mean time inside
 the loop, and its median time alone (back to back on one batch, after a quiet moment).
 """
+
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -132,8 +133,18 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
     records = []
     for b, call in calls.items():
         alone = time_alone(call, data, labels, problem.params.copy(), budget / (2 * len(backends)), settle)
-        records.append(LoopRecord(shape, problem.dims, batch, problem.dtype, b, statistics.fmean(times[b][0]),
-                                  statistics.fmean(times[b][1]), alone))
+        records.append(
+            LoopRecord(
+                shape,
+                problem.dims,
+                batch,
+                problem.dtype,
+                b,
+                statistics.fmean(times[b][0]),
+                statistics.fmean(times[b][1]),
+                alone,
+            )
+        )
     numpy_step = next((r.step_seconds for r in records if r.backend == "numpy"), None)
     for r in records:
         r.step_speedup = numpy_step / r.step_seconds if numpy_step else None
@@ -151,14 +162,30 @@ def format_loop_table(records, fast="numba", markdown=False):
     rows = {}
     for r in records:
         rows.setdefault((r.shape, r.n, r.dtype), {})[r.backend] = r
-    header = ["shape", "batch", "dtype", *(f"{b} step ms" for b in backends), "step speedup",
-              f"{fast} call alone ms", "in loop ms", "in loop / alone"]
+    header = [
+        "shape",
+        "batch",
+        "dtype",
+        *(f"{b} step ms" for b in backends),
+        "step speedup",
+        f"{fast} call alone ms",
+        "in loop ms",
+        "in loop / alone",
+    ]
     lines = [header]
     for (shape, n, dtype), by_backend in rows.items():
         line = [shape, str(n), dtype]
         line += [f"{by_backend[b].step_seconds * 1e3:.3f}" if b in by_backend else "-" for b in backends]
         r = by_backend.get(fast)
-        line += ([f"{r.step_speedup:.2f}x" if r.step_speedup else "-", f"{r.alone_seconds * 1e3:.3f}",
-                  f"{r.call_seconds * 1e3:.3f}", f"{r.in_loop_ratio:.2f}"] if r else ["-"] * 4)
+        line += (
+            [
+                f"{r.step_speedup:.2f}x" if r.step_speedup else "-",
+                f"{r.alone_seconds * 1e3:.3f}",
+                f"{r.call_seconds * 1e3:.3f}",
+                f"{r.in_loop_ratio:.2f}",
+            ]
+            if r
+            else ["-"] * 4
+        )
         lines.append(line)
     return render_table(lines, markdown)

@@ -4,6 +4,7 @@ The checks run on every call, so the common case (float32 or float64 ndarrays of
 dtype, dimensions a tuple of ints) takes a short path of identity and shape tests;
 everything else goes through the slow path that explains what is wrong.
 """
+
 import numpy as np
 
 from .layout import normalize_dimensions, param_offsets
@@ -103,8 +104,15 @@ def check_inputs(data, labels, params, dimensions):
         labels = _as_ndarray(labels, "labels")
         params = _as_ndarray(params, "params")
     dshape, lshape = data.shape, labels.shape  # each .shape builds a tuple: ~30 ns
-    if (len(dshape) != 2 or len(lshape) != 2 or params.ndim != 1 or dshape[1] != dims[0]
-            or lshape[0] != dshape[0] or lshape[1] != dims[2] or len(params) != length):
+    if (
+        len(dshape) != 2
+        or len(lshape) != 2
+        or params.ndim != 1
+        or dshape[1] != dims[0]
+        or lshape[0] != dshape[0]
+        or lshape[1] != dims[2]
+        or len(params) != length
+    ):
         _explain_shapes(data, labels, params, dims)
     dt = data.dtype
     if dt is not labels.dtype or dt is not params.dtype or (dt is not _F64 and dt is not _F32):
@@ -139,8 +147,7 @@ def _explain_shapes(data, labels, params, dims):
             f"and dimensions {dims}, got {labels.shape}"
         )
     raise ValueError(
-        f"params: expected length (Dx+1)*H + (H+1)*Dy = {total} for dimensions {dims}, "
-        f"got length {params.shape[0]}"
+        f"params: expected length (Dx+1)*H + (H+1)*Dy = {total} for dimensions {dims}, got length {params.shape[0]}"
     )
 
 

@@ -2,18 +2,28 @@
 (compile.py), runs them over Numba's threads (threads.py) with NumPy's BLAS bound for
 the products (numpy_blas.py) or through NumPy itself (portable.py), in per-thread
 scratch (workspace.py)."""
+
 import numba
 import numpy as np
 
+from ..kernels import narrow, wide
 from . import numpy_blas, portable, threads
 from .compile import is_compiled, kernel, published
 from .paths import PATHS, blas_chunks, blas_columns, choose_path, narrow_chunks
 from .threads import THREADING_LAYER, get_num_threads, set_num_threads
 from .workspace import chunk_costs, scratch
-from ..kernels import narrow, wide
 
-__all__ = ["PATHS", "THREADING_LAYER", "choose_path", "entry_kernels", "forward_backward", "get_num_threads", "resolve_path", "runtime_info",
-           "set_num_threads"]
+__all__ = [
+    "PATHS",
+    "THREADING_LAYER",
+    "choose_path",
+    "entry_kernels",
+    "forward_backward",
+    "get_num_threads",
+    "resolve_path",
+    "runtime_info",
+    "set_num_threads",
+]
 
 
 def resolve_path(path, dims):
@@ -111,8 +121,11 @@ def runtime_info():
     return {
         "numba threading layer": THREADING_LAYER,
         "numba threads": f"{get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
-        "wide layers": (f"BLAS path on NumPy's {lib.interface} OpenBLAS" if lib else
-                        "portable path (products through NumPy: its BLAS is not an OpenBLAS twolayer can bind)"),
+        "wide layers": (
+            f"BLAS path on NumPy's {lib.interface} OpenBLAS"
+            if lib
+            else "portable path (products through NumPy: its BLAS is not an OpenBLAS twolayer can bind)"
+        ),
         "openmp spin after a parallel region": threads.omp_spin_description(),
         "openblas idle threads": numpy_blas.idle_spin_description(),
         "svml": bool(numba.config.USING_SVML),

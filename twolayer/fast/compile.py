@@ -7,6 +7,7 @@ A dispatcher is published with compilation switched off, so no call can trigger 
 compile; a second float type is compiled on a twin of the dispatcher (the same function,
 so the same cache entries) and handed over as a finished overload.
 """
+
 import threading
 
 import numba
@@ -17,8 +18,12 @@ from . import numpy_blas
 
 
 def _arrays(dt):
-    return (types.Array(dt, 2, "C", readonly=True), types.Array(dt, 1, "C", readonly=True),
-            types.Array(dt, 2, "C"), types.Array(dt, 1, "C"))
+    return (
+        types.Array(dt, 2, "C", readonly=True),
+        types.Array(dt, 1, "C", readonly=True),
+        types.Array(dt, 2, "C"),
+        types.Array(dt, 1, "C"),
+    )
 
 
 def _simple(dt):  # data, labels, params, grad (the dimensions come from the shapes)
@@ -41,11 +46,20 @@ def _portable(name):
         ro2, ro1, rw2, rw1 = _arrays(dt)
         return {
             "hidden_forward_tail": (rw1, ro1, rw1),  # h_flat, b1, bias_tile
-            "output_forward_tail_columns": (rw2, ro1, ro2, types.intp, rw2, rw2, rw1),  # zT, b2, labels, r0, yT, rows, gb2
+            "output_forward_tail_columns": (
+                rw2,
+                ro1,
+                ro2,
+                types.intp,
+                rw2,
+                rw2,
+                rw1,
+            ),  # zT, b2, labels, r0, yT, rows, gb2
             "output_forward_tail_rows": (rw2, ro1, ro2, types.intp, rw1),  # z, b2, labels, r0, gb2
             "hidden_backward_head": (rw2, rw2, rw1),  # d, h, gb1
             "add_into": (rw1, rw1),
         }[name]
+
     return signature
 
 
@@ -60,9 +74,16 @@ ENTRY_KERNELS = {
     "blas_parallel": (wide.wide_parallel, _chunked),
     "blas_columns_serial": (wide.wide_columns_serial, _columns),
     "blas_columns_parallel": (wide.wide_columns_parallel, _columns),
-    **{name: (getattr(portable, name), _portable(name)) for name in
-       ("hidden_forward_tail", "output_forward_tail_columns", "output_forward_tail_rows", "hidden_backward_head",
-        "add_into")},
+    **{
+        name: (getattr(portable, name), _portable(name))
+        for name in (
+            "hidden_forward_tail",
+            "output_forward_tail_columns",
+            "output_forward_tail_rows",
+            "hidden_backward_head",
+            "add_into",
+        )
+    },
 }
 _compiled = {}  # entry name -> its dispatcher, once compiled for a first float type
 _ready = set()  # (entry name, numpy dtype) pairs that _compiled's dispatchers accept
@@ -94,8 +115,10 @@ def is_compiled(name, dtype):
 def cache_stats(name):
     """(hits, misses) of Numba's cache for entry kernel ``name``, over all its float types."""
     dispatchers = [_compiled[name], *_twins.get(name, [])] if name in _compiled else []
-    return (sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
-            sum(sum(d.stats.cache_misses.values()) for d in dispatchers))
+    return (
+        sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
+        sum(sum(d.stats.cache_misses.values()) for d in dispatchers),
+    )
 
 
 def _compile(name, dtype):

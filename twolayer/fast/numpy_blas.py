@@ -14,6 +14,7 @@ take the portable path, which issues the products through NumPy itself. Why NumP
 and not SciPy's (which Numba's own np.dot uses): one BLAS thread pool in the process, and
 no SciPy import (0.2 s of a first call).
 """
+
 import ctypes
 import os
 import threading
@@ -40,8 +41,9 @@ class Library:
         self.get_num_threads = _function(dll, name("openblas_get_num_threads"), ctypes.c_int)
         self.set_num_threads = _function(dll, name("openblas_set_num_threads"), None, ctypes.c_int)
         # Exported without NumPy's prefix even in its wheels (OpenBLAS 0.3.21 .. 0.3.31).
-        self._spin_controls = [_function(dll, f, None) for f in ("openblas_read_env", "blas_thread_shutdown_",
-                                                                  "blas_thread_init")]
+        self._spin_controls = [
+            _function(dll, f, None) for f in ("openblas_read_env", "blas_thread_shutdown_", "blas_thread_init")
+        ]
         parallel = _function(dll, name("openblas_get_parallel"), ctypes.c_int)
         self.threading = {0: "sequential", 1: "pthreads", 2: "openmp"}.get(parallel() if parallel else -1, "unknown")
         self.adapters = None  # LP64: the compiled adapters, kept alive here
@@ -86,11 +88,14 @@ def _find():
         dll = ctypes.CDLL(lib.filepath)
         # ILP64 builds end their symbols in "64_"; NumPy's wheels add the prefix "scipy_".
         for prefix, suffix, interface in (("scipy_", "64_", "ILP64"), ("", "64_", "ILP64"), ("", "", "LP64")):
+
             def name(base, prefix=prefix, suffix=suffix):
                 return f"{prefix}{base}{suffix}"
 
-            if all(hasattr(dll, name(f)) for f in ("cblas_dgemm", "cblas_sgemm", "openblas_get_num_threads",
-                                                   "openblas_set_num_threads")):
+            if all(
+                hasattr(dll, name(f))
+                for f in ("cblas_dgemm", "cblas_sgemm", "openblas_get_num_threads", "openblas_set_num_threads")
+            ):
                 return lib.filepath, dll, interface, name
     return None
 
@@ -215,6 +220,8 @@ def idle_spin_description():
     if state == "shortened":
         return f"sleep after 2^{IDLE_SPIN_LOG2} cycles (set by twolayer; {KEEP_SPIN_ENV}=keep to opt out)"
     if state == "pending":
-        return (f"spin 2^28 cycles (~0.1 s) for now: twolayer shortens it to 2^{IDLE_SPIN_LOG2} at a parallel "
-                "call when no other Python thread runs")
+        return (
+            f"spin 2^28 cycles (~0.1 s) for now: twolayer shortens it to 2^{IDLE_SPIN_LOG2} at a parallel "
+            "call when no other Python thread runs"
+        )
     return state

@@ -16,6 +16,7 @@ Vocabulary, as in kernels/common.py: a tile is the rows taken through every stag
 once; a chunk is a share of the batch fixed by the batch, with its own gradient
 accumulator, summed in chunk order; a block is the run of chunks one thread takes.
 """
+
 import math
 
 from ..kernels import narrow

@@ -8,6 +8,7 @@ tile's gradient is added to the total in tile order. The result is bitwise the s
 any twolayer thread count; like NumPy's own results, it may change in the last bits with
 the BLAS's thread count (OpenBLAS's products do), which the BLAS path does not.
 """
+
 import numpy as np
 
 from ..kernels.wide import COLUMNS_MAX_DY, bias_tile_rows
@@ -42,7 +43,11 @@ def forward_backward(kernel, data, labels, params, dims, grad):
     ws = scratch(R * (2 * H + 2 * Dy + 4) + bias_tile_rows(H) * H + (P if tiles > 1 else 0), dt)
     h_ws, d_ws = ws[: R * H], ws[R * H : 2 * R * H]
     o = 2 * R * H
-    z_ws, yT_ws, rows_ws = ws[o : o + R * Dy], ws[o + R * Dy : o + 2 * R * Dy], ws[o + 2 * R * Dy : o + 2 * R * Dy + 4 * R]
+    z_ws, yT_ws, rows_ws = (
+        ws[o : o + R * Dy],
+        ws[o + R * Dy : o + 2 * R * Dy],
+        ws[o + 2 * R * Dy : o + 2 * R * Dy + 4 * R],
+    )
     o += 2 * R * Dy + 4 * R
     bias_tile = ws[o : o + bias_tile_rows(H) * H]
     part = ws[o + bias_tile_rows(H) * H :]  # the gradient of a tile after the first

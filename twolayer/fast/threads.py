@@ -6,6 +6,7 @@ which run the user's own products. Each spins for a while after its work before 
 sleeps, and a spinning pool takes a core from the other. So ours spins briefly
 (OMP_SPIN_ROUNDS), and OpenBLAS's is shortened once (numpy_blas.shorten_idle_spin).
 """
+
 import os
 import threading
 
@@ -61,7 +62,9 @@ def set_num_threads(n):
     """Threads used by the parallel kernels (1 .. NUMBA_NUM_THREADS), for all Python threads."""
     global _threads
     if type(n) is not int or isinstance(n, bool) or not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(f"n: expected an int from 1 to {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS), got {n!r}")
+        raise ValueError(
+            f"n: expected an int from 1 to {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS), got {n!r}"
+        )
     _threads = n
 
 

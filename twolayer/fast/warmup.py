@@ -8,6 +8,7 @@ them from there. Already cached kernels only load.
 Run as ``python -m twolayer.fast.warmup name:dtype ...`` it compiles (or loads) those
 kernels in order, printing "name dtype compiled|cached seconds" per kernel.
 """
+
 import os
 import queue
 import subprocess
@@ -21,9 +22,18 @@ from .compile import cache_stats, kernel
 
 # Rough cold-compile seconds of each entry kernel on a 2-core AMD EPYC, for sharing out
 # the work evenly; the rest take under a second.
-COST = {"row": 3, "tile": 5, "narrow_parallel": 9, "narrow_serial": 8, "narrow_hinted_parallel": 9,
-        "narrow_hinted_serial": 8, "blas_parallel": 5, "blas_serial": 5, "blas_columns_parallel": 4,
-        "blas_columns_serial": 3}
+COST = {
+    "row": 3,
+    "tile": 5,
+    "narrow_parallel": 9,
+    "narrow_serial": 8,
+    "narrow_hinted_parallel": 9,
+    "narrow_hinted_serial": 8,
+    "blas_parallel": 5,
+    "blas_serial": 5,
+    "blas_columns_parallel": 4,
+    "blas_columns_serial": 3,
+}
 
 
 def _usable_cores():
@@ -52,8 +62,15 @@ def warm(pairs, processes=None, progress=None):
     if not pairs:
         return []
     groups = share_out(pairs, max(1, min(processes or _usable_cores(), len(pairs))))
-    procs = [subprocess.Popen([sys.executable, "-m", __name__, *(f"{n}:{d}" for n, d in group)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for group in groups]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", __name__, *(f"{n}:{d}" for n, d in group)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for group in groups
+    ]
     lines, errors = queue.Queue(), []
 
     def read(proc):
