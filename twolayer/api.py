@@ -3,6 +3,10 @@
 import functools
 import importlib
 import os
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from . import reference
 from .validate import check_inputs, check_out
@@ -64,7 +68,7 @@ def _compute_function(backend):
         return _load(backend)
 
 
-def resolve_backend(backend=None):
+def resolve_backend(backend: str | None = None) -> str:
     """The concrete backend name ("numba" or "numpy") that ``backend`` stands for."""
     fn = _compute_function(backend)
     if isinstance(fn, functools.partial):  # "numba:<path>"
@@ -72,7 +76,7 @@ def resolve_backend(backend=None):
     return next(name for name in ("numba", "numpy") if _loaded.get(name) is fn)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Threads used by the numba backend's parallel kernels, for every Python thread.
 
     Defaults to NUMBA_NUM_THREADS (all cores); at most that many.
@@ -80,12 +84,20 @@ def set_num_threads(n):
     importlib.import_module(_MODULES["numba"]).set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads the numba backend's parallel kernels use."""
     return importlib.import_module(_MODULES["numba"]).get_num_threads()
 
 
-def forward_backward_prop(data, labels, params, dimensions, *, backend=None, out=None):
+def forward_backward_prop(
+    data: ArrayLike,
+    labels: ArrayLike,
+    params: ArrayLike,
+    dimensions: Sequence[int],
+    *,
+    backend: str | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
     """Cost and gradient of a two-layer sigmoid network with a softmax output.
 
     The drop-in replacement for CS224n assignment 1's ``q2_neural.forward_backward_prop``.

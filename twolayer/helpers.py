@@ -1,8 +1,10 @@
 """The helpers of CS224n assignment 1: softmax, sigmoid, sigmoid_grad, gradcheck_naive."""
 
 import random
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .api import forward_backward_prop
 from .layout import SHAPES, param_count
@@ -16,7 +18,7 @@ def _as_float_array(x, name):
     return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
 
 
-def softmax(x):
+def softmax(x: ArrayLike) -> NDArray[np.floating]:
     """Softmax of a vector, or of each row of a matrix.
 
     Parameters
@@ -36,18 +38,25 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def sigmoid(x):
+def sigmoid(x: ArrayLike) -> NDArray[np.floating]:
     """Logistic function ``1 / (1 + exp(-x))``, elementwise; no overflow warning at +-1000."""
     return sigmoid_of(_as_float_array(x, "x"))
 
 
-def sigmoid_grad(s):
+def sigmoid_grad(s: ArrayLike) -> NDArray[np.floating]:
     """Derivative of the sigmoid, given its OUTPUT ``s = sigmoid(x)``: ``s * (1 - s)``."""
     s = _as_float_array(s, "s")
     return s * (1.0 - s)
 
 
-def gradcheck_naive(f, x, *, h=1e-4, tolerance=1e-5, verbose=True):
+def gradcheck_naive(
+    f: Callable[[NDArray[np.float64]], tuple[float, ArrayLike]],
+    x: ArrayLike,
+    *,
+    h: float = 1e-4,
+    tolerance: float = 1e-5,
+    verbose: bool = True,
+) -> bool:
     """Check the gradient of ``f`` at ``x`` against central differences (CS224n's rules).
 
     Parameters
@@ -97,7 +106,14 @@ def gradcheck_naive(f, x, *, h=1e-4, tolerance=1e-5, verbose=True):
     return True
 
 
-def sanity_check(backend=None, *, n=20, dimensions=SHAPES["cs224n"], seed=None, verbose=True):
+def sanity_check(
+    backend: str | None = None,
+    *,
+    n: int = 20,
+    dimensions: Sequence[int] = SHAPES["cs224n"],
+    seed: int | None = None,
+    verbose: bool = True,
+) -> bool:
     """CS224n's sanity check: gradcheck ``forward_backward_prop`` on random data.
 
     N = 20 examples with one-hot labels, dimensions (10, 5, 10). Uses its own random

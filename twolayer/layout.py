@@ -5,8 +5,10 @@ W1 (Dx x H), b1 (H), W2 (H x Dy), b2 (Dy) -- the CS224n ``q2_neural.py`` layout.
 """
 
 import operator
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # Named problem shapes (Dx, H, Dy), used by the benchmarks, the CLI and the tests.
 SHAPES = {
@@ -51,7 +53,7 @@ def normalize_dimensions(dimensions):
     return tuple(out)
 
 
-def param_count(dimensions):
+def param_count(dimensions: Sequence[int]) -> int:
     """Length of the flat parameter vector: (Dx + 1) * H + (H + 1) * Dy."""
     Dx, H, Dy = normalize_dimensions(dimensions)
     return (Dx + 1) * H + (H + 1) * Dy
@@ -70,7 +72,7 @@ def hidden_units(Dx, Dy, P):
     return (P - Dy) // (Dx + 1 + Dy)
 
 
-def unpack_params(params, dimensions):
+def unpack_params(params: ArrayLike, dimensions: Sequence[int]) -> tuple[np.ndarray, ...]:
     """Views ``(W1, b1, W2, b2)`` into the flat vector ``params`` (no copy when contiguous).
 
     Shapes: W1 (Dx, H), b1 (H,), W2 (H, Dy), b2 (Dy,).
@@ -91,7 +93,7 @@ def unpack_params(params, dimensions):
     )
 
 
-def pack_params(W1, b1, W2, b2):
+def pack_params(W1: ArrayLike, b1: ArrayLike, W2: ArrayLike, b2: ArrayLike) -> np.ndarray:
     """The flat vector holding W1 (Dx, H), b1 (H,), W2 (H, Dy), b2 (Dy,), in that order."""
     W1, b1, W2, b2 = (np.asarray(a) for a in (W1, b1, W2, b2))
     if W1.ndim != 2 or W2.ndim != 2:
@@ -107,7 +109,7 @@ def pack_params(W1, b1, W2, b2):
     return np.concatenate([W1.ravel(), b1, W2.ravel(), b2])
 
 
-def flop_count(n, dimensions):
+def flop_count(n: int, dimensions: Sequence[int]) -> int:
     """Floating-point operations of one forward+backward call on ``n`` rows.
 
     The two products shaped like W1 (x W1 and x^T d3) cost 2 N Dx H each; the three
