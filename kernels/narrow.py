@@ -39,16 +39,8 @@ TILE_BYTES = 80 << 10
 
 def tile_rows(Dx, H, Dy, itemsize):
     """Rows per tile of the narrow path: the largest power of two from 32 to 256 whose
-    workspace (scratch_size) stays within TILE_BYTES (here L1 is 32 KiB, L2 1 MiB).
-
-    Measured on one thread, sizes alternated call by call (N = 4096-262144): float64
-    (10, 5, 10) 128 rows (45 KiB) beat 256 (90 KiB) by 6-10% from N = 65536 on (256 led
-    by 1-2% in L2), (50, 4, 10) 64 rows (42 KiB) beat 128 (84 KiB) by 3%, (30, 6, 10) 128
-    (68 KiB) tied with 64 or led by 5%; float32 (10, 5, 10) 256 rows (45 KiB) beat 128 by
-    9-11%, (30, 6, 10) 256 (68 KiB) beat 128 by 5%, (50, 4, 10) 128 (42 KiB) beat 256
-    (84 KiB) by 9%. The old rule (48 KiB counting 8-byte floats) left float32 tiles and
-    (20, 9, 11) at half their best size ((20, 9, 11) float64: 128 rows beat 64 by 2-7%).
-    """
+    workspace (scratch_size, at the real itemsize) stays within TILE_BYTES: the best size
+    measured for each of five shapes in both float types (CHANGELOG, 2026-11-29)."""
     per_row = scratch_size(Dx, H, Dy, 1) * itemsize
     t = 32
     while t < 256 and 2 * t * per_row <= TILE_BYTES:
@@ -56,13 +48,10 @@ def tile_rows(Dx, H, Dy, itemsize):
     return t
 
 
-# A batch too small for the chunked kernels is one tile, while its workspace stays within
-# ONE_TILE_BYTES; beyond, the fewest equal tiles that do. Measured on one thread, tile sizes
-# alternated call by call, us: (10, 5, 10) float64 N = 511 one tile (176 KiB) 23.6, two
-# 18.5; N = 448 17.0 / 16.2; N = 320 (110 KiB) 16.3 / 16.4; (20, 9, 11) float64 N = 320
-# (160 KiB) 22.3 / 20.7, N = 511 (256 KiB) 41.7 / 36.7, three 34.7; float32 (20, 9, 11)
-# N = 448 (112 KiB) 14.6 / 15.2, N = 511 (128 KiB) 18.8 / 16.2. One tile costs a few
-# hundred short loops whatever its rows, so it may grow past TILE_BYTES here.
+# A batch too small for the chunked kernels is one tile while its workspace stays within
+# ONE_TILE_BYTES, else the fewest equal tiles that do: a tile costs a few hundred short
+# loops whatever its rows, so it may grow past TILE_BYTES, but not far ((10, 5, 10)
+# N = 511: one tile 23.6 us, two 18.5).
 ONE_TILE_BYTES = 120 << 10
 
 
@@ -75,17 +64,14 @@ def small_batch_tile_rows(n, Dx, H, Dy, itemsize):
 
 
 # The per-tile stages are inlined into their caller by Numba itself: as separate functions
-# LLVM kept them as calls, each passing its arrays as 7-word structs on the stack, 20 calls
-# per tile (one per output feature). Inlined, (10, 5, 10) N = 16 went from 2.25 to 1.95 us
-# per tile, N = 64 from 4.4 to 3.9 us; large batches did not change.
+# LLVM kept them as calls passing each array as a 7-word struct on the stack (27% slower
+# at N = 8, 5% at 4096; docs/design.md, "Compilation").
 TILE_STAGE = dict(JIT, inline="always")
 
 
-# x W1, h W2 and x^T d3 go four weights per pass over the tile: a quarter of the
-# passes, and of the loads and stores of what they accumulate. One thread, best
-# of 7, old / new: (10, 5, 10) N = 4096 190 / 168 us, (20, 9, 11) 357 / 295 us; a tile
-# of 8 rows or fewer lost 0.1 us ((10, 5, 10) N = 3-8 float64), from 16 rows on no loss.
-# output_backward, which also accumulates, goes two outputs per pass (see there).
+# x W1, h W2 and x^T d3 go four weights per pass over the tile, output_backward two
+# outputs, x^T d3 two inputs: fewer passes, and fewer loads and stores of what they
+# accumulate (CHANGELOG, 2026-11-28 and -29).
 
 
 @njit(**TILE_STAGE)
@@ -136,8 +122,7 @@ def output_forward(hT, W2, b2, yT, zT, rows):
 @njit(**TILE_STAGE)
 def output_backward(hT, W2, d1T, gW2, gb2, d2T):
     # hT (H, T), W2 (H, Dy), d1T (Dy, T) -> gW2 (H, Dy) +=, gb2 (Dy,) +=, d2T (H, T) = W2 d1T.
-    # Two outputs per pass over the tile: paired A/B against one, (10, 5, 10) N = 16-64
-    # 0.92-0.98, N = 4096 and 65536 0.95, (4, 16, 10) N = 4096 0.92-0.93 (four lost at 16-20 rows).
+    # Two outputs per pass over the tile (four lost on tiles of 16-20 rows).
     T = d1T.shape[1]
     Dy = d1T.shape[0]
     zero = d1T.dtype.type(0.0)
@@ -202,8 +187,7 @@ def input_gradient_one(x, d3T, gW1, i):
 @njit(**TILE_STAGE)
 def input_gradient_two(x, u, d3T, gW1, i):
     # The same for rows i and i + 1 of xT (x and u) at once: each d3 row loaded feeds two
-    # sums. Paired A/B against one input per pass: (10, 5, 10) N = 4096 and 65536 0.97-0.98
-    # (float32 alike), (20, 9, 11) 0.94-0.96; tiles of 16-64 rows 0.98-0.99 (float32 1.02).
+    # sums.
     H, T = d3T.shape
     H4 = H - H % 4
     zero = x.dtype.type(0.0)
@@ -263,14 +247,10 @@ def hidden_backward(xT, hT, d2T, gW1, gb1):
 
 
 # A batch that does not stay in cache between calls reaches each tile from memory only
-# when pack_tile asks for it: the hardware prefetcher idles while a tile computes. So the
-# next tile's rows are hinted, a quarter before each stage. Paired A/B (the two kernels
-# alternated call by call), (10, 5, 10) float64, median ratio hinted / plain: N = 65536
-# (10.5 MB of data and labels) 0.85-0.92 on one thread, 0.88-0.99 on two; N = 262144
-# 0.89-0.96 on two. Batches that stay in L3 (here 32 MiB, shared with other machines)
-# lose: N = 16384 (2.6 MB) 1.02-1.05, N = 32768 1.02-1.04; in L2 the hints cost 3% even
-# when skipped at run time, so the tile loop is compiled twice, with and without them,
-# in entry kernels of their own (narrow_hinted_*).
+# when pack_tile asks for it: the hardware prefetcher idles while a tile computes. So past
+# HINT_FROM_BYTES the next tile's rows are hinted into L2, a quarter before each stage
+# (N = 65536: 0.85-0.99 of the time). Batches that stay in L3 lose 2-5%, and even skipped
+# at run time the hints cost 3% in L2: the hinted tile loop has entry kernels of its own.
 HINT_FROM_BYTES = 8 << 20
 
 

@@ -2,9 +2,8 @@
 
 Written for clarity first, but it is the yardstick of every speedup we quote, so it
 must not be slower than the NumPy code a student writes for the assignment (BLAS for the
-products, elementwise steps as whole-array operations). Checked against that code on
-2026-11-29 (the ``textbook`` form of the notebook; the two alternated call by call): see
-the README, "The NumPy backend is the yardstick".
+products, elementwise steps as whole-array operations): `twolayer bench --backends
+textbook` compares them (docs/design.md, "The NumPy backend is the yardstick").
 
 The deltas, named once for the whole package (CS224n's notation)::
 

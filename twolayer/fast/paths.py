@@ -35,16 +35,12 @@ BLAS_ACCUMULATOR_BYTES = 48 << 20
 # Weights in W1 from which it no longer stays in cache between the products of a call.
 W1_BEYOND_CACHE = 1 << 18
 # Rows up to which the row kernel beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS
-# or more, by itemsize: it streams the weights once per row, from L2 for (784, 128, 10)
-# (us per call, row / columns, float64: N = 3 53 / 64, N = 5 87 / 64; float32 N = 5
-# 50 / 39), from memory beyond W1_BEYOND_CACHE ((1024, 1024, 1024) float64 N = 2 a tie
-# at 1850, float32 N = 2 570 / 649, N = 3 939 / 913).
+# or more, by itemsize: it streams the weights once per row, from L2 for (784, 128, 10),
+# from memory beyond W1_BEYOND_CACHE (crossovers measured on (784, 128, 10) and (1024^3)).
 ROW_MAX_ROWS = {4: 3, 8: 3}
 ROW_MAX_ROWS_BEYOND_CACHE = {4: 2, 8: 1}
-# Rows up to which the row kernel beats one tile on narrow layers (a tile costs about
-# 250 short loops for (10, 5, 10) whatever its rows). Measured, us per kernel call, row / tile, N = 2:
-# (10,5,10) 1.11 / 1.52, (20,10,5) 1.31 / 2.28, (4,16,10) 1.25 / 2.34, (100,2,20) 1.94 / 2.89;
-# only (1,1,1) lost, 0.86 / 0.74. At N = 3 the tile won for (3,7,2) and (1,1,1).
+# Rows up to which the row kernel beats one tile on narrow layers: a tile costs about 250
+# short loops for (10, 5, 10) whatever its rows (N = 2: 1.11 against 1.52 us).
 NARROW_ROW_MAX_ROWS = 2
 # Workspace of one tile of the portable path (its products run on the BLAS's threads, so
 # a tile need not stay in L2; bigger tiles make fewer calls from Python): 8 MiB, or four
@@ -86,10 +82,9 @@ def narrow_chunks(n, Dx, H, Dy, itemsize):
 
 
 def blas_chunks(n, Dx, H, Dy, itemsize):
-    """(rows per tile, rows per chunk, chunks) of the BLAS path. Tiles keep a chunk's
-    activations in L2 between the GEMMs; measured at N = 4096 on 2 cores (GFLOP/s by
-    rows per tile): (50, 100, 5) 70 at 64-192 rows, 60 at 512; (784, 128, 10) 84-86 at
-    64-128, 81 at 256, 76 at 1024; but (1024, 1024, 1024) 96-97 at 256 against 94 at 128."""
+    """(rows per tile, rows per chunk, chunks) of the BLAS path. Tiles of 128 rows keep a
+    chunk's activations in L2 between the GEMMs (the best of 64-1024 on (50, 100, 5) and
+    (784, 128, 10)); a W1 beyond the cache does better with 256."""
     P = (Dx + 1) * H + (H + 1) * Dy
     chunks = min(BLAS_MAX_CHUNKS, max(1, math.isqrt(n // 8)), max(1, BLAS_ACCUMULATOR_BYTES // (P * itemsize)))
     chunks = 1 << (chunks.bit_length() - 1)  # a power of two, rounded down
