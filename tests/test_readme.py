@@ -30,3 +30,16 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
         if "Client(" in block:  # needs a running cluster; its API is exercised in test_distributed.py
             continue
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_results_tables_are_generated_from_their_saved_runs(tmp_path, monkeypatch):
+    """Every table marked in the README and docs/performance.md is what
+    `twolayer report --update` makes of the saved run it names: none is typed by hand."""
+    from twolayer.report import update_tables
+
+    monkeypatch.chdir(ROOT)  # the markers name runs relative to the repository
+    for doc in ("README.md", "docs/performance.md"):
+        copy = tmp_path / pathlib.Path(doc).name
+        copy.write_text((ROOT / doc).read_text())
+        assert "<!-- report: " in copy.read_text(), doc
+        assert not update_tables(copy), f"{doc}: run `twolayer report --update {doc}`"

@@ -251,6 +251,10 @@ def cmd_compile(args):
 def cmd_report(args):
     from . import report
 
+    if args.update:
+        for path in args.runs:
+            print(f"{path}: {'tables regenerated' if report.update_tables(path) else 'tables already up to date'}")
+        return 0
     if args.plot and not _have_matplotlib():
         print("twolayer report: --plot needs matplotlib: pip install 'twolayer[plot]'", file=sys.stderr)
         return 2
@@ -373,6 +377,12 @@ def build_parser():
     report.add_argument("runs", nargs="+", metavar="run", help="JSON of a run")
     report.add_argument("--plot", metavar="PNG", help="write the scaling plot (and PNG-speedup.png)")
     report.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    report.add_argument(
+        "--update",
+        action="store_true",
+        help="the arguments are Markdown files: regenerate their marked tables from the saved runs "
+        "they name (<!-- report: RUN.json [loop] [dtype=...] --> ... <!-- end report -->)",
+    )
     report.set_defaults(handler=cmd_report)
 
     gate = sub.add_parser("gate", help="exit 1 if a speedup over numpy dropped by more than the tolerance")

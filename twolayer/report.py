@@ -8,6 +8,7 @@ same run mostly do, so the gate compares those, the training loop's step speedup
 """
 
 import json
+import re
 
 from .benchmark import Record, format_table
 from .layout import SHAPES, flop_count
@@ -259,3 +260,37 @@ def plot_many(paths, out_png, fast="numba"):
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
+
+
+# Tables in Markdown documents are generated from saved runs: between
+#   <!-- report: RUN.json [loop] [dtype=float64] [n=1,16] -->   and   <!-- end report -->
+# ``update_tables`` writes the table that ``twolayer report --markdown`` gives for RUN.
+_TABLE = re.compile(r"(<!-- report: (\S+)((?: [\w=,]+)*) -->\n)(.*?)(<!-- end report -->)", re.S)
+
+
+def update_tables(doc_path):
+    """Regenerate every marked table of the Markdown file at ``doc_path`` from its saved
+    run (paths relative to the file's repository root, the current directory). Returns
+    whether the file changed."""
+    with open(doc_path, encoding="utf-8") as f:
+        text = f.read()
+
+    def table_for(match):
+        head, run, options, _, tail = match.groups()
+        options = dict(o.split("=", 1) if "=" in o else (o, True) for o in options.split())
+        sizes = {int(n) for n in options["n"].split(",")} if "n" in options else None
+
+        def wanted(r):
+            return options.get("dtype") in (None, r.dtype) and (sizes is None or r.n in sizes)
+
+        if options.get("loop"):
+            body = format_loop_table([r for r in load_loop(run) if wanted(r)], markdown=True)
+        else:
+            body = format_table([r for r in load(run) if wanted(r)], markdown=True)
+        return f"{head}{body}\n{tail}"
+
+    updated = _TABLE.sub(table_for, text)
+    if updated != text:
+        with open(doc_path, "w", encoding="utf-8") as f:
+            f.write(updated)
+    return updated != text
