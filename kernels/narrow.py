@@ -14,8 +14,7 @@ from numba.extending import register_jitable
 from .common import (
     ENTRY,
     JIT,
-    block_scratch,
-    chunk_accumulator,
+    block_of,
     hidden_units,
     matrix,
     pack_tile,
@@ -327,25 +326,8 @@ def tile_forward_backward(data, labels, params, grad):
     return tiles_forward_backward(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)
 
 
-def _block_of(tiles):
-    @njit(**JIT)
-    def block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-        # Block b runs its share of the chunks one after another, in one scratch region.
-        chunks = costs.shape[0]
-        scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, T))
-        per_block = -(-chunks // blocks)
-        for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
-            acc = chunk_accumulator(c, ws, grad)
-            acc[:] = 0
-            r0 = c * rows_per_chunk
-            r1 = min(data.shape[0], r0 + rows_per_chunk)
-            costs[c] = tiles(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
-
-    return block
-
-
-_block = _block_of(tiles_forward_backward)
-_block_hinted = _block_of(tiles_forward_backward_hinted)
+_block = block_of(tiles_forward_backward, scratch_size, zero_accumulators=True)
+_block_hinted = block_of(tiles_forward_backward_hinted, scratch_size, zero_accumulators=True)
 
 
 @njit(**ENTRY)

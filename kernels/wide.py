@@ -26,8 +26,7 @@ from numba.extending import register_jitable
 from .common import (
     ENTRY,
     JIT,
-    block_scratch,
-    chunk_accumulator,
+    block_of,
     matrix,
     pack_tile,
     param_views,
@@ -214,18 +213,8 @@ def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, 
     return cost
 
 
-@njit(**JIT)
-def _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
-    # Block b runs its share of the chunks one after another, in one scratch region.
-    chunks = costs.shape[0]
-    scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, R))
-    per_block = -(-chunks // blocks)
-    for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
-        r0 = c * rows_per_chunk
-        r1 = min(data.shape[0], r0 + rows_per_chunk)
-        costs[c] = tiles_forward_backward(
-            data, labels, params, Dx, H, Dy, r0, r1, R, scratch, chunk_accumulator(c, ws, grad)
-        )
+# Each chunk's first tile overwrites its accumulator (beta = 0): no zeroing pass.
+_block = block_of(tiles_forward_backward, scratch_size, zero_accumulators=False)
 
 
 @njit(**ENTRY)

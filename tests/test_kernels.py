@@ -246,10 +246,20 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
     assert len(widenings) <= 2 and all(re.match(r"fpext float %\S+ to double", w) for w in widenings), widenings
 
 
-def test_narrow_path_is_bitwise_identical_across_thread_counts_and_calls():
-    dims = twolayer.SHAPES["cs224n"]
-    data, labels, params = random_problem(np.random.default_rng(11), 20_000, dims)
-    assert fast.choose_path(data.shape[0], *dims) == "narrow"
+@pytest.mark.parametrize(
+    "dims, n, path",
+    [
+        ((10, 5, 10), 20_000, "narrow"),
+        ((60, 40, 7), 5_000, "blas"),
+        ((784, 128, 10), 16, "blas"),
+        ((784, 128, 10), 300, "blas"),
+        ((33, 7, 1100), 40, "blas"),
+    ],
+)
+def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dims, n, path):
+    # Chunks (and column blocks) are fixed by the batch, each product single-threaded.
+    data, labels, params = random_problem(np.random.default_rng(11), n, dims)
+    assert fast.resolve_path(fast.choose_path(n, *dims), dims) == path
     results = []
     try:
         for threads in (1, 2, 1, 2):
@@ -294,25 +304,6 @@ def test_a_small_batch_is_one_tile_or_the_fewest_equal_tiles_within_budget(dims,
         rows = (n + 7) // 8 * 8  # as one tile
         assert tiles == 1 or rows * per_row > (tiles - 1) * narrow.ONE_TILE_BYTES  # no fewer would do
         assert n - (tiles - 1) * T > T - 8 * tiles  # equal tiles, up to rounding to 8 rows
-
-
-@pytest.mark.parametrize(
-    "dims, n", [((60, 40, 7), 5_000), ((784, 128, 10), 16), ((784, 128, 10), 300), ((33, 7, 1100), 40)]
-)
-def test_blas_path_is_bitwise_identical_across_thread_counts_and_calls(dims, n):
-    # Chunks (and column blocks) are fixed by the batch, each product single-threaded.
-    data, labels, params = random_problem(np.random.default_rng(11), n, dims)
-    assert fast.resolve_path(fast.choose_path(n, *dims), dims) == "blas"
-    results = []
-    try:
-        for threads in (1, 2, 1, 2):
-            twolayer.set_num_threads(threads)
-            results.append(twolayer.forward_backward_prop(data, labels, params, dims, backend="numba"))
-    finally:
-        twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    for cost, grad in results[1:]:
-        assert cost == results[0][0]
-        assert np.array_equal(grad, results[0][1])
 
 
 def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):

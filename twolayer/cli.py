@@ -129,25 +129,32 @@ def _bench(args, backends):
 
 def _compile_phase(backends, points):
     """Compile (or load from the cache) every kernel the timing will run, before any of
-    it, in one process per core, saying so; and shorten OpenBLAS's idle spin as a first
-    parallel call would, so that the first backend timed meets the state the rest do."""
+    it, saying so; and shorten OpenBLAS's idle spin as a first parallel call would, so that
+    the first backend timed meets the state the rest do."""
     numba_backends = [b for b in backends if b == "numba" or b.startswith("numba:")]
     if not numba_backends:
         return
+    from .fast import numpy_blas
+
+    _warm(kernels_for(numba_backends, points))
+    numpy_blas.shorten_idle_spin()
+
+
+def _warm(pairs, processes=None):
+    """Compile ``pairs`` in one process per core (fast/warmup.py) on a progress line."""
     import llvmlite.binding as ll
 
-    from .fast import numpy_blas, warmup
+    from .fast import warmup
 
-    pairs = kernels_for(numba_backends, points)
     cpu = ll.get_host_cpu_name()
     progress = Progress(f"compiling {len(pairs)} kernels for {cpu}")
-    done = warmup.warm(pairs, progress=progress)
+    done = warmup.warm(pairs, processes=processes, progress=progress)
     compiled = sum(how == "compiled" for *_, how, _ in done)
     progress.close(
-        f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the "
-        f"cache, in {progress.elapsed():.1f} s"
+        f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the cache, "
+        f"in {progress.elapsed():.1f} s"
     )
-    numpy_blas.shorten_idle_spin()
+    return done
 
 
 def kernels_for(numba_backends, points):
@@ -225,25 +232,14 @@ class Progress:
 
 
 def cmd_compile(args):
-    import llvmlite.binding as ll
-
     from .benchmark import DEFAULT_BATCH_SIZES, grid
     from .fast import compile as kernels
-    from .fast import warmup
 
     if args.all:
         pairs = [(name, dt) for dt in args.dtypes for name in kernels.ENTRY_KERNELS]
     else:
         pairs = kernels_for(["numba"], grid(list(SHAPES), DEFAULT_BATCH_SIZES, args.dtypes))
-    cpu = ll.get_host_cpu_name()
-    progress = Progress(f"compiling {len(pairs)} kernels for {cpu}")
-    done = warmup.warm(pairs, processes=args.processes, progress=progress)
-    compiled = sum(how == "compiled" for *_, how, _ in done)
-    progress.close(
-        f"{len(pairs)} kernels for {cpu}: {compiled} compiled, {len(pairs) - compiled} from the cache, "
-        f"in {progress.elapsed():.1f} s"
-    )
-    for name, dtype, how, seconds in sorted(done, key=lambda d: -d[3]):
+    for name, dtype, how, seconds in sorted(_warm(pairs, args.processes), key=lambda d: -d[3]):
         print(f"{name:28s} {dtype:8s} {how:9s} {seconds:6.2f} s")
     return 0
 

@@ -141,19 +141,36 @@ def plot(path, out_png, speedup_png=None):
     plot_records(load(path), out_png, speedup_png)
 
 
+_STYLES = {"float64": "-", "float32": "--"}
+
+
+def _panels(plt, shapes, title):
+    """A figure with a panel per shape, two per row."""
+    cols = min(2, len(shapes))
+    rows = -(-len(shapes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
+    fig.suptitle(title)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _finish(plt, fig, axes, shapes, ylabel, out, legend_size=7):
+    """Log-log axes titled by shape, unused panels hidden, the figure written to ``out``."""
+    for ax, shape in zip(axes, shapes):
+        ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel=ylabel, title=f"{shape} {SHAPES[shape]}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    for ax in axes[len(shapes) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def plot_records(records, out_png, speedup_png=None):
     """samples/s against N (log-log), a panel per shape, a line per backend and dtype,
     with the GEMM-peak roofline; and, if asked, the speedup over numpy as a second figure."""
     plt = _pyplot()
     shapes = [s for s in SHAPES if any(r.shape == s for r in records)]
-    styles = {"float64": "-", "float32": "--"}
-
-    def panels(title):
-        cols = min(2, len(shapes))
-        rows = -(-len(shapes) // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
-        fig.suptitle(title)
-        return fig, [ax for row in axes for ax in row]
 
     def lines(ax, mine, value):
         """One line per (backend, dtype) of ``value(record)`` against N."""
@@ -161,20 +178,9 @@ def plot_records(records, out_png, speedup_png=None):
             for dtype in dict.fromkeys(r.dtype for r in mine):
                 pts = sorted((r.n, value(r)) for r in mine if r.backend == backend and r.dtype == dtype)
                 if pts:
-                    ax.plot(*zip(*pts), styles.get(dtype, "-"), marker="o", ms=3, label=f"{backend} {dtype}")
+                    ax.plot(*zip(*pts), _STYLES.get(dtype, "-"), marker="o", ms=3, label=f"{backend} {dtype}")
 
-    def finish(fig, axes, ylabel, out):
-        for ax, shape in zip(axes, shapes):
-            ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel=ylabel, title=f"{shape} {SHAPES[shape]}")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
-        for ax in axes[len(shapes) :]:
-            ax.set_visible(False)
-        fig.tight_layout()
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-
-    fig, axes = panels("throughput against batch size (roofline: GEMM peak of this machine)")
+    fig, axes = _panels(plt, shapes, "throughput against batch size (roofline: GEMM peak of this machine)")
     for ax, shape in zip(axes, shapes):
         mine = [r for r in records if r.shape == shape]
         lines(ax, mine, lambda r: r.samples_per_s)
@@ -186,21 +192,21 @@ def plot_records(records, out_png, speedup_png=None):
                 ax.plot(
                     [ns[0], ns[-1]],
                     [roof, roof],
-                    styles.get(dtype, "-"),
+                    _STYLES.get(dtype, "-"),
                     color="gray",
                     lw=1,
                     label=f"GEMM peak {dtype}",
                 )
-    finish(fig, axes, "samples/s", out_png)
+    _finish(plt, fig, axes, shapes, "samples/s", out_png)
 
     if speedup_png:
-        fig, axes = panels("speedup over the NumPy backend, same run")
+        fig, axes = _panels(plt, shapes, "speedup over the NumPy backend, same run")
         for ax, shape in zip(axes, shapes):
             lines(
                 ax, [r for r in records if r.shape == shape and r.speedup and r.backend != "numpy"], lambda r: r.speedup
             )
             ax.axhline(1, color="gray", lw=1)
-        finish(fig, axes, "x NumPy", speedup_png)
+        _finish(plt, fig, axes, shapes, "x NumPy", speedup_png)
 
 
 def machine_label(path):
@@ -241,25 +247,14 @@ def plot_many(paths, out_png, fast="numba"):
     plt = _pyplot()
     runs = [(machine_label(p), [r for r in load(p) if r.backend == fast]) for p in paths]
     shapes = [s for s in SHAPES if any(r.shape == s for _, recs in runs for r in recs)]
-    cols = min(2, len(shapes))
-    rows = -(-len(shapes) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.2 * rows), squeeze=False)
-    fig.suptitle(f"{fast} throughput against batch size, one color per run")
-    axes = [ax for row in axes for ax in row]
+    fig, axes = _panels(plt, shapes, f"{fast} throughput against batch size, one color per run")
     for ax, shape in zip(axes, shapes):
         for i, (label, records) in enumerate(runs):
-            for dtype, style in (("float64", "-"), ("float32", "--")):
+            for dtype, style in _STYLES.items():
                 pts = sorted((r.n, r.samples_per_s) for r in records if r.shape == shape and r.dtype == dtype)
                 if pts:
                     ax.plot(*zip(*pts), style, color=f"C{i}", marker="o", ms=3, label=f"{label} {dtype}")
-        ax.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="samples/s", title=f"{shape} {SHAPES[shape]}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
-    for ax in axes[len(shapes) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, axes, shapes, "samples/s", out_png, legend_size=6)
 
 
 # Tables in Markdown documents are generated from saved runs: between
