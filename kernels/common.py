@@ -1,7 +1,16 @@
 """What every kernel shares: compiler flags, cheap 2-D views and the parameter views,
 the softmax and cross-entropy of one row or of a transposed tile (and the packing of
 rows into such a tile, and cache hints for rows to come), chunked workspaces and the
-fixed-order reduction of per-chunk results."""
+fixed-order reduction of per-chunk results.
+
+The vocabulary of every kernel, defined here once:
+- a tile is the rows taken through every stage at once (transposed on the narrow path);
+- a chunk is a share of the batch fixed by the batch, never by the thread count, with its
+  own gradient accumulator; accumulators are summed in chunk order;
+- a block is the run of consecutive chunks one thread takes, with one scratch region.
+The stages of a layer pair are hidden_forward, output_forward, output_backward and
+hidden_backward, each with its math and shapes in its first comment line.
+"""
 
 from llvmlite import ir
 from numba import njit, types
@@ -247,8 +256,7 @@ def softmax_xent_columns(zT, yT, rows):
 #   [gradient accumulators, P per chunk | scratch, one region per block (thread)]
 # Chunk 0 accumulates straight into grad, so its accumulator goes unused; the others are
 # added to grad in chunk order. Scratch belongs to a block, not a chunk, so that the
-# chunks a thread runs one after another reuse one region that stays in L1/L2 (a region
-# per chunk cost 25% on (10, 5, 10) at N = 65536: 2.9 MB of scratch cycled through L2).
+# chunks a thread runs one after another reuse one region that stays in L1/L2.
 
 
 @njit(**JIT)

@@ -272,7 +272,7 @@ def hidden_forward_columns(jb, JB, x, W1, b1, h):
 
 
 @njit(**JIT)
-def output_logits_columns(kb, KB, h, W2, b2, z):
+def output_forward_columns(kb, KB, h, W2, b2, z):
     # outputs k0..k1 of z (n, Dy) = h W2 + b2, h (n, H)
     k0, k1 = _column_range(kb, KB, z.shape[1])
     gemm(h, False, W2[:, k0:k1], False, z[:, k0:k1], 0.0)
@@ -283,7 +283,7 @@ def output_logits_columns(kb, KB, h, W2, b2, z):
 
 
 @njit(**JIT)
-def output_softmax_rows(rb, RB, z, labels, r0, row_costs):
+def output_forward_softmax(rb, RB, z, labels, r0, row_costs):
     # rows rb * RB .. of z (n, Dy) become d1 = yhat * rowsum(y) - y, with labels rows
     # r0 + those; row_costs (n,) gets each row's cost
     a, b = _column_range(rb, RB, z.shape[0])
@@ -367,9 +367,9 @@ def wide_columns_parallel(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
         for jb in prange(nJ):
             hidden_forward_columns(jb, JB, x, W1, b1, h)
         for kb in prange(nK):
-            output_logits_columns(kb, KB, h, W2, b2, z)
+            output_forward_columns(kb, KB, h, W2, b2, z)
         for rb in prange(-(-n // 16)):
-            output_softmax_rows(rb, 16, z, labels, t0, row_costs)
+            output_forward_softmax(rb, 16, z, labels, t0, row_costs)
         for i in prange(nK + nJ):
             if i < nK:
                 output_backward_columns(i, KB, h, z, beta, gW2, gb2)
@@ -393,9 +393,9 @@ def wide_columns_serial(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
         for jb in range(nJ):
             hidden_forward_columns(jb, JB, x, W1, b1, h)
         for kb in range(nK):
-            output_logits_columns(kb, KB, h, W2, b2, z)
+            output_forward_columns(kb, KB, h, W2, b2, z)
         for rb in range(-(-n // 16)):
-            output_softmax_rows(rb, 16, z, labels, t0, row_costs)
+            output_forward_softmax(rb, 16, z, labels, t0, row_costs)
         for i in range(nK + nJ):
             if i < nK:
                 output_backward_columns(i, KB, h, z, beta, gW2, gb2)

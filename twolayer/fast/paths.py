@@ -12,9 +12,7 @@ Paths (kernels/):
                          elementwise stages fused in between; wider layers where NumPy's
                          BLAS cannot be bound
 
-Vocabulary, as in kernels/common.py: a tile is the rows taken through every stage at
-once; a chunk is a share of the batch fixed by the batch, with its own gradient
-accumulator, summed in chunk order; a block is the run of chunks one thread takes.
+Tile, chunk and block are defined in kernels/common.py.
 """
 
 import math
