@@ -37,3 +37,17 @@ def test_env_with_unknown_backend_is_explained():
     result = run_python(code=code, env={"TWOLAYER_BACKEND": "gpu"}, check=False)
     assert result.returncode != 0
     assert "TWOLAYER_BACKEND: expected one of 'auto', 'numba', 'numpy', got 'gpu'" in result.stderr
+
+
+@pytest.mark.slow
+def test_info_says_when_openblas_runs_kernels_narrower_than_the_cpu():
+    from numba.core.codegen import get_host_cpu_features
+    from threadpoolctl import threadpool_info
+
+    if not any(lib.get("internal_api") == "openblas" for lib in threadpool_info()):
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS")
+    avx512 = "+avx512f" in get_host_cpu_features().split(",")
+    narrow = run_python("-m", "twolayer", "info", env={"OPENBLAS_CORETYPE": "Haswell"}).stdout
+    assert ("hint: OpenBLAS runs its Haswell kernels on this AVX-512 CPU" in narrow) == avx512
+    if avx512:
+        assert "hint:" not in run_python("-m", "twolayer", "info", env={"OPENBLAS_CORETYPE": "SkylakeX"}).stdout

@@ -44,10 +44,8 @@ def cmd_info(args):
 
 def _print_info(info, out=sys.stdout):
     for key, value in info.items():
-        if isinstance(value, list):
-            print(f"{key}: " + "; ".join(map(str, value)), file=out)
-        else:
-            print(f"{key}: {value}", file=out)
+        for i, line in enumerate(value if isinstance(value, list) else [value]):
+            print(f"{key}: {line}" if i == 0 else " " * (len(key) + 2) + str(line), file=out)
 
 
 def cmd_bench(args):

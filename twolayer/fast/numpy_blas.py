@@ -218,10 +218,7 @@ def idle_spin_description():
     """What OpenBLAS's idle workers do, for ``twolayer info``."""
     state = _spin["state"] or _whose_spin()
     if state == "shortened":
-        return f"sleep after 2^{IDLE_SPIN_LOG2} cycles (set by twolayer; {KEEP_SPIN_ENV}=keep to opt out)"
+        return f"sleep after 2^{IDLE_SPIN_LOG2} cycles (set by twolayer; {KEEP_SPIN_ENV}=keep opts out)"
     if state == "pending":
-        return (
-            f"spin 2^28 cycles (~0.1 s) for now: twolayer shortens it to 2^{IDLE_SPIN_LOG2} at a parallel "
-            "call when no other Python thread runs"
-        )
+        return f"spin 2^28 cycles until a parallel call with no other Python thread running (then 2^{IDLE_SPIN_LOG2})"
     return state
