@@ -273,26 +273,18 @@ def block_scratch(b, ws, chunks, P, size):
     return ws[start : start + size]
 
 
-def block_of(tiles, scratch_size, zero_accumulators):
-    """The work of one block, a jitted ``block(b, data, labels, params, Dx, H, Dy, T,
-    rows_per_chunk, blocks, ws, costs, grad)``: block b runs its share of the chunks one
-    after another in one scratch region, each chunk's rows through ``tiles`` (the tile
-    loop of a path) into the chunk's accumulator, its cost into costs[c]."""
+@njit(**JIT)
+def block_chunks(b, blocks, chunks):
+    """The chunks block b of ``blocks`` runs, one after another: a range."""
+    per_block = -(-chunks // blocks)
+    return range(b * per_block, min(chunks, (b + 1) * per_block))
 
-    @njit(**JIT)
-    def block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-        chunks = costs.shape[0]
-        scratch = block_scratch(b, ws, chunks, grad.shape[0], scratch_size(Dx, H, Dy, T))
-        per_block = -(-chunks // blocks)
-        for c in range(b * per_block, min(chunks, (b + 1) * per_block)):
-            acc = chunk_accumulator(c, ws, grad)
-            if zero_accumulators:
-                acc[:] = 0
-            r0 = c * rows_per_chunk
-            r1 = min(data.shape[0], r0 + rows_per_chunk)
-            costs[c] = tiles(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
 
-    return block
+@njit(**JIT)
+def chunk_rows(c, rows_per_chunk, n):
+    """Rows r0..r1 of chunk c of a batch of n rows."""
+    r0 = c * rows_per_chunk
+    return r0, min(n, r0 + rows_per_chunk)
 
 
 @njit(**JIT)

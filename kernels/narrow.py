@@ -8,19 +8,18 @@ chunk order: the result does not depend on the thread count.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba.extending import register_jitable
 
+from .blocks import tiles_at
 from .common import (
     ENTRY,
     JIT,
-    block_of,
     hidden_units,
     matrix,
     pack_tile,
     param_views,
     prefetch_rows,
-    reduce_chunks,
     softmax_xent_columns,
 )
 from .mathfn import vexp
@@ -265,6 +264,7 @@ def prefetch_quarter(data, labels, r0, r1, q):
 
 
 def _tiles_kernel(hint_next_tile):
+    # the tile loop, built with or without cache hints (a constant, so its branches fold)
     @njit(**JIT)
     def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, grad):
         """Rows r0..r1 of data (N, Dx) and labels (N, Dy), in tiles of T rows; accumulates
@@ -310,10 +310,28 @@ tiles_forward_backward = _tiles_kernel(hint_next_tile=False)
 tiles_forward_backward_hinted = _tiles_kernel(hint_next_tile=True)
 
 
+# The tile loop's two builds are entry kernels of their own, compiled and cached once:
+# the small-batch kernel below and the chunked runners (kernels/blocks.py) call them
+# through their address, so that no other kernel compiles them again.
+
+
 @njit(**ENTRY)
-def tile_forward_backward(data, labels, params, grad):
+def narrow_tiles(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, grad):
+    # rows r0..r1 through the tile loop, accumulated into grad (P,); returns their cost
+    return tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, grad)
+
+
+@njit(**ENTRY)
+def narrow_tiles_hinted(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, grad):
+    # the same with the next tile's rows hinted into cache, for batches beyond HINT_FROM_BYTES
+    return tiles_forward_backward_hinted(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, grad)
+
+
+@njit(**ENTRY)
+def tile_forward_backward(data, labels, params, grad, tiles):
     """A small batch as one tile of N rows rounded up to 8, or a few equal tiles when that
-    one would be too big (small_batch_tile_rows); no threads.
+    one would be too big (small_batch_tile_rows); no threads. ``tiles`` is the address of
+    narrow_tiles.
 
     data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost. The
     dimensions come from the shapes, as in single.rows_forward_backward.
@@ -323,51 +341,4 @@ def tile_forward_backward(data, labels, params, grad):
     grad[:] = 0
     T = small_batch_tile_rows(data.shape[0], Dx, H, Dy, data.itemsize)
     ws = np.empty(scratch_size(Dx, H, Dy, T), data.dtype)
-    return tiles_forward_backward(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)
-
-
-_block = block_of(tiles_forward_backward, scratch_size, zero_accumulators=True)
-_block_hinted = block_of(tiles_forward_backward_hinted, scratch_size, zero_accumulators=True)
-
-
-@njit(**ENTRY)
-def narrow_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
-
-    Chunk c covers rows c * rows_per_chunk .., in tiles of T rows; ws holds len(costs)
-    accumulators of P elements, then blocks scratch regions of scratch_size(Dx, H, Dy, T)
-    (kernels/common.py). One thread.
-    """
-    for b in range(blocks):
-        _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
-    return reduce_chunks(ws, costs, grad)
-
-
-@njit(parallel=True, **ENTRY)
-def narrow_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-    """The blocks of narrow_serial, one per Numba thread: bitwise the same result, since
-    the chunks and their order of reduction do not change."""
-    for b in prange(blocks):
-        _block(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
-    return reduce_chunks(ws, costs, grad)
-
-
-# The same two for batches beyond HINT_FROM_BYTES, with the hinted tile loop: entry
-# kernels of their own, so that a first call compiles one tile loop, not both (the
-# parallel kernel compiled in 16.8 s with both here, 9.0 s with one).
-
-
-@njit(**ENTRY)
-def narrow_hinted_serial(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-    """narrow_serial with the next tile's rows hinted into cache."""
-    for b in range(blocks):
-        _block_hinted(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
-    return reduce_chunks(ws, costs, grad)
-
-
-@njit(parallel=True, **ENTRY)
-def narrow_hinted_parallel(data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad):
-    """narrow_parallel with the next tile's rows hinted into cache."""
-    for b in prange(blocks):
-        _block_hinted(b, data, labels, params, Dx, H, Dy, T, rows_per_chunk, blocks, ws, costs, grad)
-    return reduce_chunks(ws, costs, grad)
+    return tiles_at(tiles, grad)(data, labels, params, Dx, H, Dy, 0, data.shape[0], T, ws, grad)

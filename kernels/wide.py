@@ -26,15 +26,11 @@ from numba.extending import register_jitable
 from .common import (
     ENTRY,
     JIT,
-    block_of,
     matrix,
     pack_tile,
     param_views,
-    reduce_chunks,
-    reduce_slice,
     softmax_xent_columns,
     softmax_xent_row,
-    sum_costs,
 )
 from .gemm import gemm
 from .mathfn import vexp
@@ -213,33 +209,12 @@ def tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, 
     return cost
 
 
-# Each chunk's first tile overwrites its accumulator (beta = 0): no zeroing pass.
-_block = block_of(tiles_forward_backward, scratch_size, zero_accumulators=False)
-
-
 @njit(**ENTRY)
-def wide_serial(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
-    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
-
-    Chunk c covers rows c * rows_per_chunk .., in tiles of R rows; ws holds len(costs)
-    accumulators of P elements, then blocks scratch regions of scratch_size(Dx, H, Dy, R)
-    (kernels/common.py). One thread; the caller holds BLAS at one thread.
-    """
-    for b in range(blocks):
-        _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad)
-    return reduce_chunks(ws, costs, grad)
-
-
-@njit(parallel={"fusion": False}, **ENTRY)  # the reduction needs every block done
-def wide_parallel(data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad):
-    """The blocks of wide_serial, one per Numba thread, then the reduction in slices of
-    the gradient: bitwise the same result, since the chunks and each element's order of
-    reduction do not change. (mnist N = 64: the serial reduction was 30 of 290 us.)"""
-    for b in prange(blocks):
-        _block(b, data, labels, params, Dx, H, Dy, R, rows_per_chunk, blocks, ws, costs, grad)
-    for s in prange(blocks):
-        reduce_slice(s, blocks, ws, costs.shape[0], grad)
-    return sum_costs(costs)
+def wide_tiles(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad):
+    # rows r0..r1 through the tile loop into grad (P,), which its first tile overwrites;
+    # returns their cost. An entry kernel of its own: the chunked runners (blocks.py) call
+    # it through its address, with BLAS held at one thread.
+    return tiles_forward_backward(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad)
 
 
 # Small batches split by columns instead: each thread takes whole column blocks of the

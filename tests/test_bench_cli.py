@@ -209,7 +209,7 @@ def test_compile_warms_every_kernel_the_default_bench_runs():
     result = twolayer_cli("compile", "--dtypes", "float64")
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines()}
-    assert {"row", "tile", "narrow_parallel", "blas_parallel"} <= listed
+    assert {"row", "tile", "narrow_tiles", "blas_tiles", "blocks_parallel"} <= listed
     assert "kernels for" in result.stderr and "from the cache" in result.stderr
 
 

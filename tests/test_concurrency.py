@@ -125,7 +125,7 @@ stop.set()
 for t in threads: t.join()
 assert not bad, bad
 from twolayer.fast.compile import is_compiled
-assert all(is_compiled(name, np.dtype("float32")) for name in ("row", "tile", "narrow_parallel"))
+assert all(is_compiled(name, np.dtype("float32")) for name in ("row", "tile", "narrow_tiles", "blocks_parallel"))
 print(calls[0])
 """
 

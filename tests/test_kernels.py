@@ -287,9 +287,8 @@ def test_a_batch_beyond_the_cache_takes_the_hinted_tiles_and_matches_the_oracle(
         finally:
             twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[np.float64])
-    assert all(
-        kernels_compile.is_compiled(f"narrow_hinted_{kind}", np.dtype(np.float64)) for kind in ("serial", "parallel")
-    )
+    assert fast.entry_kernels("narrow", n, dims, 8)[0] == "narrow_tiles_hinted"
+    assert fast.entry_kernels("narrow", n // 2, dims, 8)[0] == "narrow_tiles"
 
 
 @pytest.mark.parametrize("dims", [(1, 1, 1), (10, 5, 10), (20, 9, 11), (100, 2, 20), (5, 100, 3)])
@@ -445,7 +444,7 @@ def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
         "p = rng.standard_normal(61 * 40 + 41 * 7) * 0.3\n"
         "cost, grad = twolayer.forward_backward_prop(d, y, p, (60, 40, 7), backend='numba')\n"
         "print(repr(cost), float(np.abs(grad).sum()))\n"
-    ) + _cache_counts("blas_serial", "blas_parallel")
+    ) + _cache_counts("blas_tiles", "blocks_serial", "blocks_parallel")
     cost, gsum, hits, misses = _second_run(code).split()
     assert int(hits) >= 1 and int(misses) == 0  # each BLAS kernel used, for float64
     rng = np.random.default_rng(5)

@@ -1,14 +1,14 @@
 """The numba backend: picks a path (paths.py), compiles its kernels on first use
-(compile.py), runs them over Numba's threads (threads.py) with NumPy's BLAS bound for
-the products (numpy_blas.py) or through NumPy itself (portable.py), in per-thread
-scratch (workspace.py)."""
+(compile.py, or ahead: warmup.py), runs them over Numba's threads (threads.py) with
+NumPy's BLAS bound for the products (numpy_blas.py) or through NumPy itself
+(portable.py), in per-thread scratch (workspace.py)."""
 
 import numba
 import numpy as np
 
 from ..kernels import narrow, wide
 from . import numpy_blas, portable, threads
-from .compile import is_compiled, kernel, published
+from .compile import address, is_compiled, kernel, published, ready_address
 from .paths import PATHS, blas_chunks, blas_columns, choose_path, narrow_chunks
 from .threads import THREADING_LAYER, get_num_threads, set_num_threads
 from .workspace import chunk_costs, scratch
@@ -53,32 +53,45 @@ def _plan(path, n, dims, itemsize, data_bytes):
 def entry_kernels(path, n, dims, itemsize):
     """The entry kernels a call of n rows on ``path`` runs here (with this thread count)."""
     family, cut = _plan(path, n, dims, itemsize, n * (dims[0] + dims[2]) * itemsize)
-    if family in ("row", "tile"):
+    if family == "row":
         return [family]
+    if family == "tile":
+        return ["tile", "narrow_tiles"]
     if family == "portable":
         return portable.entry_kernels(dims)
-    blocks = None if family == "blas_columns" else min(get_num_threads(), cut[2])
-    return [threads.variant(family, blocks)]
+    if family == "blas_columns":
+        return [threads.variant(family, None)]
+    return [_TILES[family], threads.variant("blocks", min(get_num_threads(), cut[2]))]
+
+
+# The tile loop of each chunked path (an entry kernel the runners call by its address).
+_TILES = {"narrow": "narrow_tiles", "narrow_hinted": "narrow_tiles_hinted", "blas": "blas_tiles"}
 
 
 def _compute(path, data, labels, params, dims, grad):
-    if path == "row" or path == "tile":
+    if path == "row":
         return kernel(path, grad.dtype)(data, labels, params, grad)
+    if path == "tile":
+        return kernel(path, grad.dtype)(data, labels, params, grad, address("narrow_tiles", grad.dtype))
     family, cut = _plan(path, data.shape[0], dims, grad.itemsize, (data.size + labels.size) * grad.itemsize)
     if family == "portable":
         return portable.forward_backward(kernel, data, labels, params, dims, grad)
     if family == "blas_columns":
         R, JB, KB = cut
         ws = scratch(wide.columns_scratch_size(dims[1], dims[2], R), grad.dtype)
-        return threads.run(kernel, family, None, (data, labels, params, *dims, R, JB, KB, ws, grad), blas=True)
+        args = (data, labels, params, *dims, R, JB, KB, ws, grad)
+        return threads.run(kernel, family, None, args, grad.dtype, blas=True)
     # Workspace: one gradient accumulator per chunk, then one scratch region per block
     # (kernels/common.py). Chunks are fixed by the batch; blocks follow the thread count.
     T, per_chunk, chunks = cut
     blocks = min(get_num_threads(), chunks)
     per_block = wide.scratch_size(*dims, T) if family == "blas" else narrow.scratch_size(*dims, T)
     ws = scratch(chunks * grad.shape[0] + blocks * per_block, grad.dtype)
-    args = (data, labels, params, *dims, T, per_chunk, blocks, ws, chunk_costs(chunks), grad)
-    return threads.run(kernel, family, blocks, args, blas=family == "blas")
+    tiles = address(_TILES[family], grad.dtype)
+    # the BLAS path's tile loop overwrites an accumulator with its first tile; the narrow one adds
+    zero = family != "blas"
+    args = (data, labels, params, *dims, T, per_chunk, blocks, ws, chunk_costs(chunks), grad, tiles, per_block, zero)
+    return threads.run(kernel, "blocks", blocks, args, grad.dtype, blas=family == "blas")
 
 
 _empty = np.empty  # a module global: one lookup fewer on the N = 1 path
@@ -100,7 +113,11 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
     k = published(path)  # only "row" and "tile" name a kernel of their own
     try:
         if k is not None:
-            return k(data, labels, params, grad), grad
+            if path == "row":
+                return k(data, labels, params, grad), grad
+            tiles = ready_address("narrow_tiles", grad.dtype)
+            if tiles is not None:
+                return k(data, labels, params, grad, tiles), grad
         return _compute(path, data, labels, params, dims, grad), grad
     except TypeError:
         # The kernel was not compiled for this float type yet (_compute compiles it), or

@@ -13,7 +13,7 @@ import threading
 import numba
 from numba import types
 
-from ..kernels import narrow, portable, single, wide
+from ..kernels import blocks, narrow, portable, single, wide
 from . import numpy_blas
 
 
@@ -34,6 +34,18 @@ def _simple(dt):  # data, labels, params, grad (the dimensions come from the sha
 def _chunked(dt):  # data, labels, params, Dx, H, Dy, tile rows, rows per chunk, blocks, ws, costs, grad
     ro2, ro1, _, rw1 = _arrays(dt)
     return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, types.Array(types.float64, 1, "C"), rw1)
+
+
+def _tile(dt):  # data, labels, params, grad, and the address of the narrow tile loop
+    return (*_simple(dt), types.int64)
+
+
+def _runner(dt):  # _chunked, the address of the path's tile loop, its scratch per block, zero accumulators?
+    return (*_chunked(dt), types.int64, types.intp, types.boolean)
+
+
+def _tiles(dt):  # data, labels, params, Dx, H, Dy, r0, r1, tile rows, scratch, grad
+    return blocks.tiles_signature(dt).args
 
 
 def _columns(dt):  # data, labels, params, Dx, H, Dy, tile rows, hidden and output block widths, ws, grad
@@ -65,13 +77,12 @@ def _portable(name):
 
 ENTRY_KERNELS = {
     "row": (single.rows_forward_backward, _simple),
-    "tile": (narrow.tile_forward_backward, _simple),
-    "narrow_serial": (narrow.narrow_serial, _chunked),
-    "narrow_parallel": (narrow.narrow_parallel, _chunked),
-    "narrow_hinted_serial": (narrow.narrow_hinted_serial, _chunked),
-    "narrow_hinted_parallel": (narrow.narrow_hinted_parallel, _chunked),
-    "blas_serial": (wide.wide_serial, _chunked),
-    "blas_parallel": (wide.wide_parallel, _chunked),
+    "tile": (narrow.tile_forward_backward, _tile),
+    "narrow_tiles": (narrow.narrow_tiles, _tiles),
+    "narrow_tiles_hinted": (narrow.narrow_tiles_hinted, _tiles),
+    "blas_tiles": (wide.wide_tiles, _tiles),
+    "blocks_serial": (blocks.blocks_serial, _runner),
+    "blocks_parallel": (blocks.blocks_parallel, _runner),
     "blas_columns_serial": (wide.wide_columns_serial, _columns),
     "blas_columns_parallel": (wide.wide_columns_parallel, _columns),
     **{
@@ -99,6 +110,27 @@ def kernel(name, dtype):
             if (name, dtype) not in _ready:
                 _compile(name, dtype)
     return _compiled[name]
+
+
+_addresses = {}  # (entry name, numpy dtype) -> the address of its compiled code
+
+
+def address(name, dtype):
+    """The address of tile loop ``name``'s compiled code for ``dtype`` (compiled or loaded
+    first), for the kernels that call it (kernels/blocks.py): Numba's own entry point of
+    the overload, as its first-class functions use it, valid for this process."""
+    key = (name, dtype)
+    found = _addresses.get(key)
+    if found is None:
+        dispatcher = kernel(name, dtype)
+        compiled = dispatcher.overloads[_tiles(numba.from_dtype(dtype))]
+        found = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+    return found
+
+
+def ready_address(name, dtype):
+    """address(name, dtype) if it is known already, else None (a dictionary lookup)."""
+    return _addresses.get((name, dtype))
 
 
 def published(name):

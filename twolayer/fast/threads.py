@@ -82,11 +82,10 @@ def variant(family, blocks):
     return family + "_parallel"
 
 
-def run(kernel, family, blocks, args, blas):
+def run(kernel, family, blocks, args, dtype, blas):
     """Run the variant of ``family`` for ``blocks`` blocks on ``args``; ``kernel(name,
     dtype)`` gives the compiled entry kernel. ``blas``: the kernels call the bound BLAS,
     held at one thread meanwhile."""
-    dtype = args[-1].dtype  # the gradient's
     numpy_blas.shorten_idle_spin()
     name = variant(family, blocks)
     if name.endswith("_serial"):

@@ -23,16 +23,14 @@ from .compile import cache_stats, kernel
 # Rough cold-compile seconds of each entry kernel on a 2-core AMD EPYC, for sharing out
 # the work evenly; the rest take under a second.
 COST = {
-    "row": 3,
-    "tile": 5,
-    "narrow_parallel": 9,
-    "narrow_serial": 8,
-    "narrow_hinted_parallel": 9,
-    "narrow_hinted_serial": 8,
-    "blas_parallel": 5,
-    "blas_serial": 5,
-    "blas_columns_parallel": 4,
-    "blas_columns_serial": 3,
+    "row": 3.5,
+    "tile": 1,
+    "narrow_tiles": 5,
+    "narrow_tiles_hinted": 5,
+    "blas_tiles": 6,
+    "blocks_parallel": 1.5,
+    "blas_columns_parallel": 7,
+    "blas_columns_serial": 5,
 }
 
 
