@@ -24,10 +24,11 @@ PATHS = ("row", "tile", "narrow", "blas", "portable")
 # Chunks of the narrow path: large enough to balance 2..64 threads.
 NARROW_CHUNKS = 64
 # Chunks of the BLAS path: a power of two (whole chunks per thread for 2, 4, 8 ... threads)
-# near sqrt(N / 8), so that the passes over P that add the chunks' accumulators stay a
-# few percent of the work (2 chunks at N = 32, 16 at 4096, 64 from 32768 on), whose
-# accumulators take at most BLAS_ACCUMULATOR_BYTES: the BLAS path's memory bound beyond
-# its tiles' scratch.
+# near sqrt(N / 128), two at least from 32 rows: each chunk streams the weights again and
+# adds an accumulator pass over P, so fewer chunks were faster ((784, 128, 10) N = 256:
+# 2 chunks 0.93 of the time of 4, N = 1024 0.95 with 2 against 8; 2 chunks at N = 64,
+# 4 at 4096, 16 at 65536, 64 from 2^19 rows); whose accumulators take at most
+# BLAS_ACCUMULATOR_BYTES: the BLAS path's memory bound beyond its tiles' scratch.
 BLAS_MAX_CHUNKS = 64
 BLAS_ACCUMULATOR_BYTES = 48 << 20
 # Weights in W1 from which it no longer stays in cache between the products of a call.
@@ -84,7 +85,8 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
     chunk's activations in L2 between the GEMMs (the best of 64-1024 on (50, 100, 5) and
     (784, 128, 10)); a W1 beyond the cache does better with 256."""
     P = (Dx + 1) * H + (H + 1) * Dy
-    chunks = min(BLAS_MAX_CHUNKS, max(1, math.isqrt(n // 8)), max(1, BLAS_ACCUMULATOR_BYTES // (P * itemsize)))
+    wanted = max(min(2, n // 16), math.isqrt(n // 128), 1)
+    chunks = min(BLAS_MAX_CHUNKS, wanted, max(1, BLAS_ACCUMULATOR_BYTES // (P * itemsize)))
     chunks = 1 << (chunks.bit_length() - 1)  # a power of two, rounded down
     per_chunk = -(-n // chunks)
     R = 256 if Dx * H >= W1_BEYOND_CACHE else 128
