@@ -113,9 +113,7 @@ def _bench(args, backends):
     progress.close(f"timed {len(points)} points x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_table(records))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": info, "records": [r.as_dict() for r in records]}, f, indent=1, default=str)
-        print(f"\nwrote {args.json}")
+        _save_run(args.json, info, "records", records)
     if args.plot:
         from .report import plot_records
 
@@ -123,6 +121,13 @@ def _bench(args, backends):
         plot_records(records, args.plot, speedup_png)
         print(f"wrote {args.plot} and {speedup_png}")
     return 0
+
+
+def _save_run(path, info, key, records):
+    """A saved run: the machine it ran on and its records (what `twolayer report` reads)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"machine": info, key: [r.as_dict() for r in records]}, f, indent=1, default=str)
+    print(f"\nwrote {path}")
 
 
 def _compile_phase(backends, points):
@@ -196,9 +201,7 @@ def _bench_loop(args, backends, info, points):
     progress.close(f"timed {len(points)} loops x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_loop_table(records))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": info, "loop_records": [r.as_dict() for r in records]}, f, indent=1, default=str)
-        print(f"\nwrote {args.json}")
+        _save_run(args.json, info, "loop_records", records)
     return 0
 
 
