@@ -18,6 +18,7 @@ Tile, chunk and block are defined in kernels/common.py.
 import math
 
 from ..kernels import narrow
+from ..layout import param_offsets
 
 PATHS = ("row", "tile", "narrow", "blas", "portable")
 
@@ -84,7 +85,7 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
     """(rows per tile, rows per chunk, chunks) of the BLAS path. Tiles of 128 rows keep a
     chunk's activations in L2 between the GEMMs (the best of 64-1024 on (50, 100, 5) and
     (784, 128, 10)); a W1 beyond the cache does better with 256."""
-    P = (Dx + 1) * H + (H + 1) * Dy
+    P = param_offsets(Dx, H, Dy)[-1]
     wanted = max(min(2, n // 16), math.isqrt(n // 128), 1)
     chunks = min(BLAS_MAX_CHUNKS, wanted, max(1, BLAS_ACCUMULATOR_BYTES // (P * itemsize)))
     chunks = 1 << (chunks.bit_length() - 1)  # a power of two, rounded down
@@ -119,6 +120,6 @@ def portable_tile_rows(n, Dx, H, Dy, itemsize):
     within budget (PORTABLE_TILE_BYTES), else the fewest equal tiles that do (at least
     64 rows)."""
     per_row = (2 * H + 2 * Dy + 4) * itemsize
-    budget = max(PORTABLE_TILE_BYTES, 4 * ((Dx + 1) * H + (H + 1) * Dy) * itemsize)
+    budget = max(PORTABLE_TILE_BYTES, 4 * param_offsets(Dx, H, Dy)[-1] * itemsize)
     tiles = max(1, -(-(n * per_row) // budget))
     return max(min(n, 64), -(-n // tiles))
