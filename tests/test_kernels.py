@@ -87,12 +87,15 @@ def test_a_big_w1_keeps_the_row_path_for_a_few_rows():
     assert [fast.choose_path(n, *sentiment, 8) for n in (1, 2)] == ["row", "blas"]
 
 
-@pytest.mark.parametrize("dims", [twolayer.SHAPES["mnist"], twolayer.SHAPES["wide"], (50, 100, 5), (33, 7, 1100)])
+@pytest.mark.parametrize(
+    "dims", [twolayer.SHAPES["mnist"], twolayer.SHAPES["wide"], (50, 100, 5), (33, 7, 1100), (2048, 2048, 2048)]
+)
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_blas_path_cuts_a_batch_by_the_batch_alone(dims, itemsize):
     """Chunks: a power of two, growing with N, within the accumulator budget, covering
-    the batch; below two chunks a big W1 is split by columns instead (blocks of at least
-    16 columns, at least two of them where the layer is wide enough)."""
+    the batch; a big W1 is split by columns instead for small batches, and at any batch
+    where two chunks' accumulators would not fit (blocks of at least 16 columns, at least
+    two of them where the layer is wide enough; tiles of bounded rows)."""
     P = param_count(dims)
     last = 1
     for n in (2, 3, 31, 32, 64, 100, 256, 4096, 65536, 10**6):
@@ -102,11 +105,11 @@ def test_blas_path_cuts_a_batch_by_the_batch_alone(dims, itemsize):
         assert per_chunk * chunks >= n > per_chunk * (chunks - 1) and 1 <= T <= per_chunk
         last = chunks
         columns = paths.blas_columns(n, *dims, itemsize)
-        if columns is None:
-            assert chunks > 1 or dims[0] * dims[1] < paths.COLUMNS_MIN_WEIGHTS
-        else:
+        big_w1 = dims[0] * dims[1] >= paths.COLUMNS_MIN_WEIGHTS
+        assert (columns is not None) == (big_w1 and (chunks == 1 or n <= paths.COLUMNS_MAX_ROWS[itemsize]))
+        if columns is not None:
             R, JB, KB = columns
-            assert chunks == 1 and R == n and JB >= 16 and KB >= 16
+            assert R == min(n, paths.COLUMNS_TILE_ROWS) and JB >= 16 and KB >= 16
             assert JB <= max(16, dims[1] // 2) and KB <= max(16, dims[2] // 2)
 
 
@@ -252,6 +255,7 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
         ((10, 5, 10), 20_000, "narrow"),
         ((60, 40, 7), 5_000, "blas"),
         ((784, 128, 10), 16, "blas"),
+        ((784, 128, 10), 64, "blas"),
         ((784, 128, 10), 300, "blas"),
         ((33, 7, 1100), 40, "blas"),
     ],
@@ -270,6 +274,18 @@ def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dim
     for cost, grad in results[1:]:
         assert cost == results[0][0]
         assert np.array_equal(grad, results[0][1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_column_split_in_several_tiles_matches_the_oracle(dtype, monkeypatch, rng):
+    """Tiles after the first add to the weight gradients (beta = 1): a network too big
+    for two chunks' accumulators reaches them at any batch; forced here on a small one."""
+    dims = twolayer.SHAPES["mnist"]
+    monkeypatch.setattr(paths, "COLUMNS_TILE_ROWS", 8)
+    data, labels, params = random_problem(rng, 30, dims, dtype=dtype, scale=0.1)
+    assert paths.blas_columns(30, *dims, data.itemsize)[0] == 8
+    cost, grad = fast.forward_backward(data, labels, params, dims, path="blas")
+    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[dtype])
 
 
 @pytest.mark.slow

@@ -94,25 +94,32 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
     return min(R, max(1, per_chunk)), max(1, per_chunk), chunks
 
 
-# Batches too small for two chunks, on a W1 of COLUMNS_MIN_WEIGHTS or more, are split by
-# columns of the weights instead (kernels/wide.py, wide_columns_*): each thread streams
-# only its share of the weights, and nothing needs an accumulator. Blocks of
-# COLUMN_BLOCK_BYTES of a weight row (two blocks at least): 32 float64 columns of W1
-# (1024, 1024) read 8 KiB apart, a page apart, and lost 0.75x to 1.10x against 64 columns.
+# Small batches on a W1 of COLUMNS_MIN_WEIGHTS or more are split by columns of the weights
+# instead of by rows (kernels/wide.py, wide_columns_*): each thread streams only its share
+# of the weights, and nothing needs an accumulator. Up to COLUMNS_MAX_ROWS rows, by
+# itemsize, this beat two chunks of rows (float32 did not from 32 rows; docs/design.md).
+# Blocks of COLUMN_BLOCK_BYTES of a weight row, two at least (32 float64 columns of W1
+# (1024, 1024), read a page apart, lost 0.75x to 1.10x against 64). Tiles of
+# COLUMNS_TILE_ROWS at most: a network too big for two chunks' accumulators takes the
+# column split at any batch size.
 COLUMNS_MIN_WEIGHTS = 1 << 15
+COLUMNS_MAX_ROWS = {4: 31, 8: 64}
 COLUMN_BLOCK_BYTES = 512
+COLUMNS_TILE_ROWS = 256
 
 
 def blas_columns(n, Dx, H, Dy, itemsize):
     """(rows per tile, hidden units per block, outputs per block) of the column split, or
     None where the batch is cut into chunks of rows instead."""
-    if blas_chunks(n, Dx, H, Dy, itemsize)[2] > 1 or Dx * H < COLUMNS_MIN_WEIGHTS:
+    if Dx * H < COLUMNS_MIN_WEIGHTS:
+        return None
+    if n > COLUMNS_MAX_ROWS[itemsize] and blas_chunks(n, Dx, H, Dy, itemsize)[2] > 1:
         return None
 
     def block(width):
         return max(16, min(COLUMN_BLOCK_BYTES // itemsize, width // 2))
 
-    return max(1, n), block(H), block(Dy)
+    return min(max(1, n), COLUMNS_TILE_ROWS), block(H), block(Dy)
 
 
 def portable_tile_rows(n, Dx, H, Dy, itemsize):
