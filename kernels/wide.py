@@ -293,6 +293,20 @@ def hidden_backward_columns(jb, JB, x, h, d1, W2, d, beta, gW1, gb1):
 
 
 @njit(**JIT)
+def _backward_task(i, nK, nJ):
+    # Task i of the last stage: (output block, True) or (hidden block, False). The kinds
+    # are interleaved in proportion, each output block centred in its share (h o h for
+    # one output and two hidden blocks), so that a thread's static share of the prange,
+    # consecutive tasks, holds both in the same ratio: in order (all output blocks first)
+    # one thread of two got the 16 hidden blocks of (1024^3), twice the other's work.
+    T = nK + nJ
+    k = (2 * i * nK + T) // (2 * T)
+    if (2 * (i + 1) * nK + T) // (2 * T) > k:
+        return k, True
+    return i - k, False
+
+
+@njit(**JIT)
 def _columns_setup(data, params, grad, Dx, H, Dy):
     W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
@@ -346,10 +360,11 @@ def wide_columns_parallel(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
         for rb in prange(-(-n // 16)):
             output_forward_softmax(rb, 16, z, labels, t0, row_costs)
         for i in prange(nK + nJ):
-            if i < nK:
-                output_backward_columns(i, KB, h, z, beta, gW2, gb2)
+            b, is_output = _backward_task(i, nK, nJ)
+            if is_output:
+                output_backward_columns(b, KB, h, z, beta, gW2, gb2)
             else:
-                hidden_backward_columns(i - nK, JB, x, h, z, W2, d, beta, gW1, gb1)
+                hidden_backward_columns(b, JB, x, h, z, W2, d, beta, gW1, gb1)
         cost += _tile_cost(row_costs)
     return cost
 
@@ -372,9 +387,10 @@ def wide_columns_serial(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
         for rb in range(-(-n // 16)):
             output_forward_softmax(rb, 16, z, labels, t0, row_costs)
         for i in range(nK + nJ):
-            if i < nK:
-                output_backward_columns(i, KB, h, z, beta, gW2, gb2)
+            b, is_output = _backward_task(i, nK, nJ)
+            if is_output:
+                output_backward_columns(b, KB, h, z, beta, gW2, gb2)
             else:
-                hidden_backward_columns(i - nK, JB, x, h, z, W2, d, beta, gW1, gb1)
+                hidden_backward_columns(b, JB, x, h, z, W2, d, beta, gW1, gb1)
         cost += _tile_cost(row_costs)
     return cost

@@ -13,7 +13,7 @@ import twolayer
 from twolayer import fast, param_count, unpack_params
 from twolayer.fast import compile as kernels_compile
 from twolayer.fast import numpy_blas, paths
-from twolayer.kernels import narrow
+from twolayer.kernels import narrow, wide
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
@@ -80,9 +80,9 @@ def test_narrow_layers_keep_the_row_path_for_two_rows():
 
 
 def test_a_big_w1_keeps_the_row_path_for_a_few_rows():
-    wide, mnist, sentiment = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"], twolayer.SHAPES["sentiment"]
-    assert [fast.choose_path(n, *wide, 8) for n in (1, 2)] == ["row", "blas"]
-    assert [fast.choose_path(n, *wide, 4) for n in (2, 3)] == ["row", "blas"]
+    big, mnist, sentiment = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"], twolayer.SHAPES["sentiment"]
+    assert [fast.choose_path(n, *big, 8) for n in (1, 2)] == ["row", "blas"]
+    assert [fast.choose_path(n, *big, 4) for n in (2, 3)] == ["row", "blas"]
     assert [fast.choose_path(n, *mnist, 4) for n in (3, 4)] == ["row", "blas"]
     assert [fast.choose_path(n, *sentiment, 8) for n in (1, 2)] == ["row", "blas"]
 
@@ -274,6 +274,19 @@ def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dim
     for cost, grad in results[1:]:
         assert cost == results[0][0]
         assert np.array_equal(grad, results[0][1])
+
+
+@pytest.mark.parametrize("nK, nJ", [(1, 1), (1, 2), (16, 16), (3, 16), (16, 1), (5, 7), (1, 64)])
+def test_the_column_splits_last_stage_runs_every_block_once_interleaved(nK, nJ):
+    """Each output and hidden block once; any run of consecutive tasks (a thread's static
+    share) holds the two kinds in proportion, within one block."""
+    tasks = [wide._backward_task(i, nK, nJ) for i in range(nK + nJ)]
+    assert sorted(b for b, is_output in tasks if is_output) == list(range(nK))
+    assert sorted(b for b, is_output in tasks if not is_output) == list(range(nJ))
+    for start in range(nK + nJ):
+        for stop in range(start + 1, nK + nJ + 1):
+            outputs = sum(is_output for _, is_output in tasks[start:stop])
+            assert abs(outputs - (stop - start) * nK / (nK + nJ)) <= 1
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
