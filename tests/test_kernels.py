@@ -106,7 +106,9 @@ def test_blas_path_cuts_a_batch_by_the_batch_alone(dims, itemsize):
         last = chunks
         columns = paths.blas_columns(n, *dims, itemsize)
         big_w1 = dims[0] * dims[1] >= paths.COLUMNS_MIN_WEIGHTS
-        assert (columns is not None) == (big_w1 and (chunks == 1 or n <= paths.COLUMNS_MAX_ROWS[itemsize]))
+        beyond_cache = dims[0] * dims[1] >= paths.W1_BEYOND_CACHE
+        max_rows = (paths.COLUMNS_MAX_ROWS_BEYOND_CACHE if beyond_cache else paths.COLUMNS_MAX_ROWS)[itemsize]
+        assert (columns is not None) == (big_w1 and (chunks == 1 or n <= max_rows))
         if columns is not None:
             R, JB, KB = columns
             assert R == min(n, paths.COLUMNS_TILE_ROWS) and JB >= 16 and KB >= 16

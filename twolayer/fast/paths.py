@@ -97,13 +97,16 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
 # Small batches on a W1 of COLUMNS_MIN_WEIGHTS or more are split by columns of the weights
 # instead of by rows (kernels/wide.py, wide_columns_*): each thread streams only its share
 # of the weights, and nothing needs an accumulator. Up to COLUMNS_MAX_ROWS rows, by
-# itemsize, this beat two chunks of rows (float32 did not from 32 rows; docs/design.md).
+# itemsize, this beat two chunks of rows (float32 did not from 32 rows; docs/design.md);
+# a W1 beyond the cache, which every chunk streams again, keeps it twice as long
+# ((1024^3) float64 N = 128: 1.02x NumPy's speed, 0.95x in two chunks; lost from 192 rows).
 # Blocks of COLUMN_BLOCK_BYTES of a weight row, two at least (32 float64 columns of W1
 # (1024, 1024), read a page apart, lost 0.75x to 1.10x against 64). Tiles of
 # COLUMNS_TILE_ROWS at most: a network too big for two chunks' accumulators takes the
 # column split at any batch size.
 COLUMNS_MIN_WEIGHTS = 1 << 15
 COLUMNS_MAX_ROWS = {4: 31, 8: 64}
+COLUMNS_MAX_ROWS_BEYOND_CACHE = {4: 64, 8: 128}
 COLUMN_BLOCK_BYTES = 512
 COLUMNS_TILE_ROWS = 256
 
@@ -113,7 +116,8 @@ def blas_columns(n, Dx, H, Dy, itemsize):
     None where the batch is cut into chunks of rows instead."""
     if Dx * H < COLUMNS_MIN_WEIGHTS:
         return None
-    if n > COLUMNS_MAX_ROWS[itemsize] and blas_chunks(n, Dx, H, Dy, itemsize)[2] > 1:
+    rows = COLUMNS_MAX_ROWS_BEYOND_CACHE if Dx * H >= W1_BEYOND_CACHE else COLUMNS_MAX_ROWS
+    if n > rows[itemsize] and blas_chunks(n, Dx, H, Dy, itemsize)[2] > 1:
         return None
 
     def block(width):
