@@ -18,10 +18,10 @@ from numba.extending import intrinsic
 from .common import (
     ENTRY,
     JIT,
-    block_chunks,
     block_scratch,
     chunk_accumulator,
     chunk_rows,
+    next_task,
     reduce_chunks,
     reduce_slice,
     sum_costs,
@@ -65,25 +65,28 @@ def run_block(
     Dy,
     T,
     rows_per_chunk,
-    blocks,
     ws,
     costs,
     grad,
     tiles,
     scratch_size,
     zero_accumulators,
+    queue,
 ):
-    # Block b: its chunks one after another in one scratch region of scratch_size, each
-    # through the tile loop at address ``tiles`` into its own accumulator (zeroed first
-    # unless the loop's first tile overwrites it), its cost into costs[c].
+    # Block b: chunks taken from ``queue`` until none is left, in one scratch region of
+    # scratch_size, each through the tile loop at address ``tiles`` into its own
+    # accumulator (zeroed first unless the loop's first tile overwrites it), its cost
+    # into costs[c].
     fn = tiles_at(tiles, grad)
     scratch = block_scratch(b, ws, costs.shape[0], grad.shape[0], scratch_size)
-    for c in block_chunks(b, blocks, costs.shape[0]):
+    c = next_task(queue, 0)
+    while c < costs.shape[0]:
         r0, r1 = chunk_rows(c, rows_per_chunk, data.shape[0])
         acc = chunk_accumulator(c, ws, grad)
         if zero_accumulators:
             acc[:] = 0
         costs[c] = fn(data, labels, params, Dx, H, Dy, r0, r1, T, scratch, acc)
+        c = next_task(queue, 0)
 
 
 # Gradients from this many elements are added up in slices over the threads: (784, 128, 10)
@@ -97,30 +100,29 @@ def blocks_serial(
 ):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
-    Block b of ``blocks`` runs its share of the len(costs) chunks of rows_per_chunk rows,
-    in tiles of T rows, through the tile loop at address ``tiles``; ws holds the chunks'
-    accumulators, then one scratch region of scratch_size per block (kernels/common.py).
-    One thread.
+    The len(costs) chunks of rows_per_chunk rows, in tiles of T rows, through the tile
+    loop at address ``tiles``; ws holds the chunks' accumulators, then one scratch region
+    of scratch_size per block (kernels/common.py), of which one thread uses the first.
     """
-    for b in range(blocks):
-        run_block(
-            b,
-            data,
-            labels,
-            params,
-            Dx,
-            H,
-            Dy,
-            T,
-            rows_per_chunk,
-            blocks,
-            ws,
-            costs,
-            grad,
-            tiles,
-            scratch_size,
-            zero_accumulators,
-        )
+    queue = np.zeros(1, np.int64)
+    run_block(
+        0,
+        data,
+        labels,
+        params,
+        Dx,
+        H,
+        Dy,
+        T,
+        rows_per_chunk,
+        ws,
+        costs,
+        grad,
+        tiles,
+        scratch_size,
+        zero_accumulators,
+        queue,
+    )
     return reduce_chunks(ws, costs, grad)
 
 
@@ -131,6 +133,7 @@ def blocks_parallel(
     """blocks_serial with one block per Numba thread, and a big gradient's reduction in
     slices over them: each element is still summed in chunk order, so the result is
     bitwise the same."""
+    queue = np.zeros(1, np.int64)
     for b in prange(blocks):
         run_block(
             np.int64(b),
@@ -142,13 +145,13 @@ def blocks_parallel(
             Dy,
             T,
             rows_per_chunk,
-            blocks,
             ws,
             costs,
             grad,
             tiles,
             scratch_size,
             zero_accumulators,
+            queue,
         )
     if grad.shape[0] < PARALLEL_REDUCTION_MIN_P:
         return reduce_chunks(ws, costs, grad)

@@ -7,7 +7,8 @@ The vocabulary of every kernel, defined here once:
 - a tile is the rows taken through every stage at once (transposed on the narrow path);
 - a chunk is a share of the batch fixed by the batch, never by the thread count, with its
   own gradient accumulator; accumulators are summed in chunk order;
-- a block is the run of consecutive chunks one thread takes, with one scratch region.
+- a block is the chunks one thread runs, each taken as it finishes the one before (shared
+  out at run time: next_task), in one scratch region.
 The stages of a layer pair are hidden_forward, output_forward, output_backward and
 hidden_backward, each with its math and shapes in its first comment line.
 """
@@ -273,11 +274,29 @@ def block_scratch(b, ws, chunks, P, size):
     return ws[start : start + size]
 
 
+@intrinsic
+def _fetch_add_one(typingctx, counters, i):
+    """counters[i] += 1 as one atomic operation; returns its value before. Unchecked."""
+    if not (isinstance(counters, types.Array) and counters.ndim == 1 and counters.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        array = make_array(sig.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], sig.args[1], types.intp)
+        at = cgutils.get_item_pointer(context, builder, sig.args[0], array, [index])
+        # monotonic: the end of the parallel region orders the tasks' results
+        return builder.atomic_rmw("add", at, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counters, i), codegen
+
+
 @njit(**JIT)
-def block_chunks(b, blocks, chunks):
-    """The chunks block b of ``blocks`` runs, one after another: a range."""
-    per_block = -(-chunks // blocks)
-    return range(b * per_block, min(chunks, (b + 1) * per_block))
+def next_task(queues, q):
+    """The next task of queue q (queues: int64 counters, zeroed before the tasks start).
+    Each thread takes the next task as it finishes its last, so a thread that starts late
+    (woken from sleep after the user's own code) takes fewer: a prange shares its
+    iterations out in fixed contiguous runs, and the other thread waited for it."""
+    return _fetch_add_one(queues, q)
 
 
 @njit(**JIT)

@@ -20,6 +20,7 @@ the products through NumPy instead.
 
 import math
 
+import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
@@ -27,6 +28,7 @@ from .common import (
     ENTRY,
     JIT,
     matrix,
+    next_task,
     pack_tile,
     param_views,
     softmax_xent_columns,
@@ -220,7 +222,8 @@ def wide_tiles(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad):
 # Small batches split by columns instead: each thread takes whole column blocks of the
 # weights (a fixed width, so results do not depend on the thread count), streams only
 # its share of W1, W2 and their gradients, and no chunk needs an accumulator. Four
-# parallel stages per tile, each waiting for the one before.
+# parallel stages per tile, each waiting for the one before; in each, a thread takes the
+# next task as it finishes its last (next_task).
 
 
 @register_jitable
@@ -337,60 +340,84 @@ def _tile_views(ws, n, H, Dy):
     )
 
 
+# Rows of one softmax task (stage 2).
+SOFTMAX_TASK_ROWS = 16
+
+
+@njit(**JIT)
+def stage_tasks(stage, n, H, Dy, JB, KB):
+    # tasks of a stage for a tile of n rows: 0 hidden blocks forward, 1 output blocks
+    # forward, 2 softmax rows, 3 every block backward
+    nJ, nK = -(-H // JB), -(-Dy // KB)
+    return (nJ, nK, -(-n // SOFTMAX_TASK_ROWS), nK + nJ)[stage]
+
+
+@njit(**JIT)
+def columns_stage(stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB):
+    # The tasks of one stage of a tile, taken from queues[stage] until none is left.
+    nJ, nK = -(-h.shape[1] // JB), -(-z.shape[1] // KB)
+    tasks = stage_tasks(stage, h.shape[0], h.shape[1], z.shape[1], JB, KB)
+    i = next_task(queues, stage)
+    while i < tasks:
+        if stage == 0:
+            hidden_forward_columns(i, JB, x, W1, b1, h)
+        elif stage == 1:
+            output_forward_columns(i, KB, h, W2, b2, z)
+        elif stage == 2:
+            output_forward_softmax(i, SOFTMAX_TASK_ROWS, z, labels, t0, row_costs)
+        else:
+            b, is_output = _backward_task(i, nK, nJ)
+            if is_output:
+                output_backward_columns(b, KB, h, z, beta, gW2, gb2)
+            else:
+                hidden_backward_columns(b, JB, x, h, z, W2, d, beta, gW1, gb1)
+        i = next_task(queues, stage)
+
+
 @njit(parallel={"fusion": False}, **ENTRY)  # each stage needs all of the one before
 def wide_columns_parallel(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
     """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
 
-    Tiles of R rows, one after another; within a tile, hidden units in blocks of JB and
-    outputs in blocks of KB (and rows in blocks of 16 for the softmax) over Numba's
-    threads. ws holds columns_scratch_size(H, Dy, R). The caller holds BLAS at one thread.
+    Tiles of R rows, one after another; within a tile, four stages (columns_stage), each
+    over Numba's threads: hidden units in blocks of JB, outputs in blocks of KB, rows of
+    the softmax in blocks of SOFTMAX_TASK_ROWS. ws holds columns_scratch_size(H, Dy, R).
+    The caller holds BLAS at one thread.
     """
     W1, b1, W2, b2, gW1, gb1, gW2, gb2 = _columns_setup(data, params, grad, Dx, H, Dy)
-    nJ, nK = -(-H // JB), -(-Dy // KB)
+    queues = np.zeros(4, np.int64)
     cost = 0.0
     for t0 in range(0, data.shape[0], R):
         n = min(R, data.shape[0] - t0)
         x = data[t0 : t0 + n]
         beta = 0.0 if t0 == 0 else 1.0
         h, d, z, row_costs = _tile_views(ws, n, H, Dy)
-        for jb in prange(nJ):
-            hidden_forward_columns(jb, JB, x, W1, b1, h)
-        for kb in prange(nK):
-            output_forward_columns(kb, KB, h, W2, b2, z)
-        for rb in prange(-(-n // 16)):
-            output_forward_softmax(rb, 16, z, labels, t0, row_costs)
-        for i in prange(nK + nJ):
-            b, is_output = _backward_task(i, nK, nJ)
-            if is_output:
-                output_backward_columns(b, KB, h, z, beta, gW2, gb2)
-            else:
-                hidden_backward_columns(b, JB, x, h, z, W2, d, beta, gW1, gb1)
+        queues[:] = 0
+        for stage in range(4):
+            # as many iterations as tasks, so that every thread gets one (prange shares
+            # them out in fixed runs); the first one a thread runs takes its tasks
+            for _ in prange(stage_tasks(stage, n, H, Dy, JB, KB)):
+                columns_stage(
+                    stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB
+                )
         cost += _tile_cost(row_costs)
     return cost
 
 
 @njit(**ENTRY)
 def wide_columns_serial(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
-    """wide_columns_parallel on one thread: the same blocks in the same order."""
+    """wide_columns_parallel on one thread: the same tasks in the same order."""
     W1, b1, W2, b2, gW1, gb1, gW2, gb2 = _columns_setup(data, params, grad, Dx, H, Dy)
-    nJ, nK = -(-H // JB), -(-Dy // KB)
+    queues = np.zeros(4, np.int64)
     cost = 0.0
     for t0 in range(0, data.shape[0], R):
         n = min(R, data.shape[0] - t0)
         x = data[t0 : t0 + n]
         beta = 0.0 if t0 == 0 else 1.0
         h, d, z, row_costs = _tile_views(ws, n, H, Dy)
-        for jb in range(nJ):
-            hidden_forward_columns(jb, JB, x, W1, b1, h)
-        for kb in range(nK):
-            output_forward_columns(kb, KB, h, W2, b2, z)
-        for rb in range(-(-n // 16)):
-            output_forward_softmax(rb, 16, z, labels, t0, row_costs)
-        for i in range(nK + nJ):
-            b, is_output = _backward_task(i, nK, nJ)
-            if is_output:
-                output_backward_columns(b, KB, h, z, beta, gW2, gb2)
-            else:
-                hidden_backward_columns(b, JB, x, h, z, W2, d, beta, gW1, gb1)
+        queues[:] = 0
+        for stage in range(4):
+            columns_stage(
+                stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB
+            )
         cost += _tile_cost(row_costs)
     return cost

@@ -14,7 +14,7 @@ from twolayer import fast, param_count, unpack_params
 from twolayer.fast import compile as kernels_compile
 from twolayer.fast import numpy_blas, paths
 from twolayer.kernels import narrow, wide
-from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
+from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, next_task, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 
 from .conftest import random_problem, run_python
@@ -276,6 +276,27 @@ def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dim
     for cost, grad in results[1:]:
         assert cost == results[0][0]
         assert np.array_equal(grad, results[0][1])
+
+
+def test_next_task_hands_out_every_task_once_across_threads():
+    """The run-time queue of the parallel kernels: each task to exactly one taker, however
+    many iterations of a prange take from it at once."""
+
+    @numba.njit(parallel=True)
+    def take_all(tasks, takers):
+        queues = np.zeros(2, np.int64)
+        taken = np.zeros(tasks, np.int64)
+        for _ in numba.prange(takers):
+            t = next_task(queues, 1)
+            while t < tasks:
+                taken[t] += 1
+                t = next_task(queues, 1)
+        return taken, queues
+
+    for tasks, takers in ((1, 2), (64, 2), (1000, 7), (3, 50)):
+        taken, queues = take_all(tasks, takers)
+        assert (taken == 1).all()
+        assert queues[0] == 0 and queues[1] == tasks + takers  # one failed take per taker
 
 
 @pytest.mark.parametrize("nK, nJ", [(1, 1), (1, 2), (16, 16), (3, 16), (16, 1), (5, 7), (1, 64)])
