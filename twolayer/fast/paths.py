@@ -100,14 +100,16 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
 # itemsize, this beat two chunks of rows (float32 did not from 32 rows; docs/design.md);
 # a W1 beyond the cache, which every chunk streams again, keeps it twice as long
 # ((1024^3) float64 N = 128: 1.02x NumPy's speed, 0.95x in two chunks; lost from 192 rows).
-# Blocks of COLUMN_BLOCK_BYTES of a weight row, two at least (32 float64 columns of W1
-# (1024, 1024), read a page apart, lost 0.75x to 1.10x against 64). Tiles of
-# COLUMNS_TILE_ROWS at most: a network too big for two chunks' accumulators takes the
-# column split at any batch size.
+# Blocks of COLUMN_BLOCK_COLUMNS columns, two at least: each block's GEMM packs x again,
+# so wider blocks were faster ((1024^3) float64, NumPy's time over ours in one process:
+# 64 columns 1.01-1.08x at N = 16, 0.95-1.02x at 64; 128 columns 1.12-1.16x, 1.00-1.05x;
+# 256 columns 1.20-1.29x, 1.04-1.10x; float32 lost from 512), and 128 leave 8 blocks of
+# a 1024-wide layer for up to 8 threads. Tiles of COLUMNS_TILE_ROWS at most: a network
+# too big for two chunks' accumulators takes the column split at any batch size.
 COLUMNS_MIN_WEIGHTS = 1 << 15
 COLUMNS_MAX_ROWS = {4: 31, 8: 64}
 COLUMNS_MAX_ROWS_BEYOND_CACHE = {4: 64, 8: 128}
-COLUMN_BLOCK_BYTES = 512
+COLUMN_BLOCK_COLUMNS = 128
 COLUMNS_TILE_ROWS = 256
 
 
@@ -121,7 +123,7 @@ def blas_columns(n, Dx, H, Dy, itemsize):
         return None
 
     def block(width):
-        return max(16, min(COLUMN_BLOCK_BYTES // itemsize, width // 2))
+        return max(16, min(COLUMN_BLOCK_COLUMNS, width // 2))
 
     return min(max(1, n), COLUMNS_TILE_ROWS), block(H), block(Dy)
 
