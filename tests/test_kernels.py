@@ -260,6 +260,7 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
         ((784, 128, 10), 64, "blas"),
         ((784, 128, 10), 300, "blas"),
         ((33, 7, 1100), 40, "blas"),
+        ((256, 300, 70), 40, "blas"),  # column split: 3 hidden and 2 output blocks, uneven
     ],
 )
 def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dims, n, path):
@@ -310,6 +311,15 @@ def test_the_column_splits_last_stage_runs_every_block_once_interleaved(nK, nJ):
         for stop in range(start + 1, nK + nJ + 1):
             outputs = sum(is_output for _, is_output in tasks[start:stop])
             assert abs(outputs - (stop - start) * nK / (nK + nJ)) <= 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_column_split_over_uneven_blocks_matches_the_oracle(dtype, rng):
+    dims = (256, 300, 70)
+    data, labels, params = random_problem(rng, 24, dims, dtype=dtype, scale=0.1)
+    assert paths.blas_columns(24, *dims, data.itemsize) == (24, 128, 35)
+    cost, grad = fast.forward_backward(data, labels, params, dims, path="blas")
+    assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
