@@ -239,3 +239,12 @@ def test_report_sets_runs_side_by_side_labelled_by_machine(run_json, tmp_path):
         "x",
     ]
     assert os.path.getsize(tmp_path / "runs.png") > 10_000
+
+
+def test_the_loops_call_time_leaves_out_rare_stalls_but_not_the_calls_after_evaluations():
+    from twolayer.trainloop import EVAL_EVERY, mean_without_stalls
+
+    assert mean_without_stalls([1.0] * 199 + [1000.0]) == 1.0  # one stall in 200 calls
+    after_evaluations = [1.0] * (200 - 200 // EVAL_EVERY) + [5.0] * (200 // EVAL_EVERY)
+    assert mean_without_stalls(after_evaluations) > 1.0 + 3.0 / EVAL_EVERY
+    assert mean_without_stalls([2.0, 7.0]) == 4.5  # too few calls to leave any out
