@@ -51,3 +51,18 @@ def test_info_says_when_openblas_runs_kernels_narrower_than_the_cpu():
     assert ("hint: OpenBLAS runs its Haswell kernels on this AVX-512 CPU" in narrow) == avx512
     if avx512:
         assert "hint:" not in run_python("-m", "twolayer", "info", env={"OPENBLAS_CORETYPE": "SkylakeX"}).stdout
+
+
+def test_info_names_a_blas_threadpoolctl_does_not_know_by_its_file(monkeypatch):
+    import sys
+
+    from twolayer import machine
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads /proc/self/maps")
+    import numpy  # noqa: F401  (maps NumPy's BLAS)
+
+    assert any("blas" in name.rsplit("/", 1)[-1].lower() for name in machine._loaded_blas_files())
+    monkeypatch.setattr("threadpoolctl.threadpool_info", lambda: [])  # as for Debian's BLIS
+    monkeypatch.setattr(machine, "_loaded_blas_files", lambda: ["/usr/lib/x86_64-linux-gnu/blis-pthread/libblas.so.3"])
+    assert machine.blas_info() == ["unknown /usr/lib/x86_64-linux-gnu/blis-pthread/libblas.so.3"]

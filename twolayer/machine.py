@@ -43,11 +43,25 @@ def blas_info():
         ]
         if rows:
             return rows
+    loaded = _loaded_blas_files()
+    if loaded:  # a BLAS threadpoolctl does not know, e.g. Debian's BLIS as libblas.so.3
+        return [f"unknown {path}" for path in loaded]
     try:  # NumPy >= 1.25 reports how it was built
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return [f"{blas.get('name')} {blas.get('version')} (from numpy's build configuration)"]
     except Exception:  # older NumPy, or a build without the information
         return ["unknown"]
+
+
+def _loaded_blas_files():
+    """Shared libraries mapped into this process whose file names say BLAS (Linux only)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(None, 5)[-1].strip() for line in maps if "/" in line}
+    except OSError:
+        return []
+    words = ("blas", "blis", "mkl", "accelerate", "armpl")
+    return sorted(p for p in paths if any(w in os.path.basename(p).lower() for w in words))
 
 
 # OpenBLAS kernels that use no AVX-512, which OpenBLAS 0.3.31 picks on a Zen 5 that has it.
