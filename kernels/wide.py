@@ -297,16 +297,12 @@ def hidden_backward_columns(jb, JB, x, h, d1, W2, d, beta, gW1, gb1):
 
 @njit(**JIT)
 def _backward_task(i, nK, nJ):
-    # Task i of the last stage: (output block, True) or (hidden block, False). The kinds
-    # are interleaved in proportion, each output block centred in its share (h o h for
-    # one output and two hidden blocks), so that a thread's static share of the prange,
-    # consecutive tasks, holds both in the same ratio: in order (all output blocks first)
-    # one thread of two got the 16 hidden blocks of (1024^3), twice the other's work.
-    T = nK + nJ
-    k = (2 * i * nK + T) // (2 * T)
-    if (2 * (i + 1) * nK + T) // (2 * T) > k:
-        return k, True
-    return i - k, False
+    # Task i of the last stage: (hidden block, False) for the first nJ, then (output
+    # block, True). Largest first: a hidden block is two GEMMs, an output block one, and
+    # threads take tasks as they finish (next_task), so the short ones even out the end.
+    if i < nJ:
+        return i, False
+    return i - nJ, True
 
 
 @njit(**JIT)
