@@ -97,18 +97,18 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
 # Small batches on a W1 of COLUMNS_MIN_WEIGHTS or more are split by columns of the weights
 # instead of by rows (kernels/wide.py, wide_columns_*): each thread streams only its share
 # of the weights, and nothing needs an accumulator. Up to COLUMNS_MAX_ROWS rows, by
-# itemsize, this beat two chunks of rows (float32 did not from 32 rows; docs/design.md);
-# a W1 beyond the cache, which every chunk streams again, keeps it twice as long
-# ((1024^3) float64 N = 128: 1.02x NumPy's speed, 0.95x in two chunks; lost from 192 rows).
-# Blocks of COLUMN_BLOCK_COLUMNS columns, two at least: each block's GEMM packs x again,
-# so wider blocks were faster ((1024^3) float64, NumPy's time over ours in one process:
-# 64 columns 1.01-1.08x at N = 16, 0.95-1.02x at 64; 128 columns 1.12-1.16x, 1.00-1.05x;
-# 256 columns 1.20-1.29x, 1.04-1.10x; float32 lost from 512), and 128 leave 8 blocks of
-# a 1024-wide layer for up to 8 threads. Tiles of COLUMNS_TILE_ROWS at most: a network
-# too big for two chunks' accumulators takes the column split at any batch size.
+# itemsize, this beat two chunks of rows ((784, 128, 10) float32 N = 32: 1.08x NumPy's
+# speed split, 1.14x chunked; float64 N = 96: 0.93x, 1.21x); a W1 beyond the cache, which
+# every chunk streams again, keeps it longer ((1024^3) float64 N = 192: 1.00x, 0.98x;
+# 384: 0.96x, 1.02x; float32 N = 128: 1.04x, 1.00x; docs/design.md). Blocks of
+# COLUMN_BLOCK_COLUMNS columns, two at least ((1024^3), 64 / 128 / 256 columns: float64
+# N = 64 1.08x / 1.12x / 1.11x; float32 N = 16 0.95x / 1.06x / 1.09x, N = 64 0.95x /
+# 1.02x / 1.04x): 128 leave 8 blocks of a 1024-wide layer for up to 8 threads. Tiles of
+# COLUMNS_TILE_ROWS at most: a network too big for two chunks' accumulators takes the
+# column split at any batch size.
 COLUMNS_MIN_WEIGHTS = 1 << 15
 COLUMNS_MAX_ROWS = {4: 31, 8: 64}
-COLUMNS_MAX_ROWS_BEYOND_CACHE = {4: 64, 8: 128}
+COLUMNS_MAX_ROWS_BEYOND_CACHE = {4: 128, 8: 192}
 COLUMN_BLOCK_COLUMNS = 128
 COLUMNS_TILE_ROWS = 256
 
