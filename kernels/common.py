@@ -293,9 +293,9 @@ def _fetch_add_one(typingctx, counters, i):
 @njit(**JIT)
 def next_task(queues, q):
     """The next task of queue q (queues: int64 counters, zeroed before the tasks start).
-    Each thread takes the next task as it finishes its last, so a thread that starts late
-    (woken from sleep after the user's own code) takes fewer: a prange shares its
-    iterations out in fixed contiguous runs, and the other thread waited for it."""
+    Each thread takes the next task as it finishes its last, so a thread that is slowed
+    (by another program, or woken late) takes fewer; a prange alone hands out fixed runs
+    of iterations, and the others wait for the slowest."""
     return _fetch_add_one(queues, q)
 
 
