@@ -6,7 +6,8 @@ This calls CBLAS ?gemm through two C symbols, ``twolayer_cblas_dgemm`` and
 numpy_blas.py binds them to NumPy's own BLAS before any kernel loads: symbols, not
 addresses, so kernels that use them can still be cached. A BLAS with 32-bit integers
 (LP64) is reached through ``lp64_adapters``, compiled functions with the 64-bit
-signature that call it.
+signature that call it; OpenBLAS's AVX-512 small-matrix kernels, where OpenBLAS itself
+runs narrower ones, through ``direct_dispatchers`` (the end of this file).
 """
 
 from numba import cfunc, njit, types
@@ -110,3 +111,124 @@ def _lp64_adapter(kind):
         lp64(order, ta, tb, i32(m), i32(n), i32(k), alpha, a, i32(lda), b, i32(ldb), beta, c, i32(ldc))
 
     return adapter
+
+
+# ---------------------------------------------------------------------------
+# OpenBLAS's AVX-512 "small matrix" kernels (kernel/x86_64/?gemm_small_kernel_*_skylakex.c),
+# called directly where OpenBLAS itself runs narrower kernels on an AVX-512 CPU (0.3.31
+# takes its Haswell kernels on a Zen 5). They work on the operands as they lie (no
+# packing, no threads, no state), column-major, with 64-bit sizes in every build (LP64 or
+# ILP64); "b0" variants never read C, which may hold anything when beta = 0.
+
+SMALL_OPS = ("nn", "nt", "tn", "tt")
+
+
+def small_symbol(kind, beta0, ops):
+    """Our name for OpenBLAS's ``{kind}gemm_small_kernel_[b0_]{ops}_SKYLAKEX``."""
+    return f"twolayer_small_{kind}gemm_{'b0_' if beta0 else ''}{ops}"
+
+
+def _small_signature(real, beta0):
+    i64, p = types.int64, types.voidptr
+    beta = () if beta0 else (real,)
+    # m, n, k, a, lda, alpha, b, ldb, [beta,] c, ldc
+    return types.int32(i64, i64, i64, p, i64, real, p, i64, *beta, p, i64)
+
+
+_SMALL = {
+    REALS[kind]: {
+        (beta0, ops): types.ExternalFunction(small_symbol(kind, beta0, ops), _small_signature(REALS[kind], beta0))
+        for beta0 in (True, False)
+        for ops in SMALL_OPS
+    }
+    for kind in REALS
+}
+LIBRARY_SYMBOLS = {"d": "twolayer_library_dgemm", "s": "twolayer_library_sgemm"}
+_LIBRARY = {
+    REALS[kind]: types.ExternalFunction(LIBRARY_SYMBOLS[kind], _cblas_signature(REALS[kind], types.int64))
+    for kind in LIBRARY_SYMBOLS
+}
+SMALL_MIN_K = 32
+SMALL_MAX_C_SHORT_K = 1 << 17
+
+
+@njit(nogil=True)
+def small_kernel_wins(trans_a, trans_b, m, n, k):
+    """Whether the direct kernel beats OpenBLAS's packed Haswell GEMM on row-major
+    C (m, n) = op(A) op(B) with inner size k. Measured on a Zen 5, one thread: 1.2-2.4x
+    faster from k = 32 on; with a shorter k it lost on a big C ((1024, 1024), k = 16:
+    0.2-0.9x) and on A B^T (k = 5..10: 0.6-0.9x), and won elsewhere (1.1-2x)."""
+    if k >= SMALL_MIN_K:
+        return True
+    return m * n <= SMALL_MAX_C_SHORT_K and not (trans_b and not trans_a)
+
+
+def _small_gemm(first_t, second_t, beta0, m, n, k, a, lda, alpha, b, ldb, beta, c, ldc):
+    """Column-major C (m, n) = alpha op(A) op(B) [+ beta C] through the direct kernel of
+    that float type and variant (jitted code only)."""
+    raise NotImplementedError("jitted code only")
+
+
+@overload(_small_gemm)
+def _small_gemm_impl(first_t, second_t, beta0, m, n, k, a, lda, alpha, b, ldb, beta, c, ldc):
+    f = _SMALL.get(alpha)
+    if f is None:
+        return None
+    b0_nn, b0_nt, b0_tn, b0_tt = (f[True, ops] for ops in SMALL_OPS)
+    nn, nt, tn, tt = (f[False, ops] for ops in SMALL_OPS)
+
+    def impl(first_t, second_t, beta0, m, n, k, a, lda, alpha, b, ldb, beta, c, ldc):
+        # one call per variant: jitted code cannot hold an external function as a value
+        if beta0:
+            if not first_t and not second_t:
+                b0_nn(m, n, k, a, lda, alpha, b, ldb, c, ldc)
+            elif not first_t:
+                b0_nt(m, n, k, a, lda, alpha, b, ldb, c, ldc)
+            elif not second_t:
+                b0_tn(m, n, k, a, lda, alpha, b, ldb, c, ldc)
+            else:
+                b0_tt(m, n, k, a, lda, alpha, b, ldb, c, ldc)
+        elif not first_t and not second_t:
+            nn(m, n, k, a, lda, alpha, b, ldb, beta, c, ldc)
+        elif not first_t:
+            nt(m, n, k, a, lda, alpha, b, ldb, beta, c, ldc)
+        elif not second_t:
+            tn(m, n, k, a, lda, alpha, b, ldb, beta, c, ldc)
+        else:
+            tt(m, n, k, a, lda, alpha, b, ldb, beta, c, ldc)
+
+    return impl
+
+
+def _library_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    raise NotImplementedError("jitted code only")
+
+
+@overload(_library_gemm)
+def _library_gemm_impl(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    fn = _LIBRARY.get(alpha)
+    if fn is None:
+        return None
+
+    def impl(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        fn(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    return impl
+
+
+def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm with 64-bit sizes, row-major (as ``gemm`` calls it): the direct kernel
+    where it wins, else the library's GEMM (LIBRARY_SYMBOLS). Compiled as a C callback by
+    ``direct_dispatchers``."""
+    ta, tb = transa == _TRANS, transb == _TRANS
+    if small_kernel_wins(ta, tb, m, n, k):
+        # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
+        _small_gemm(tb, ta, beta == 0, n, m, k, b, ldb, alpha, a, lda, beta, c, ldc)
+    else:
+        _library_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+def direct_dispatchers():
+    """{kind: compiled direct_gemm} with the ILP64 signature, to bind SYMBOLS to (the
+    direct kernels and LIBRARY_SYMBOLS must be bound first); cached like the kernels."""
+    return {kind: cfunc(_cblas_signature(real, types.int64), cache=True)(direct_gemm) for kind, real in REALS.items()}

@@ -392,6 +392,77 @@ def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):
         assert np.array_equal(c, np.zeros((5, 3), dtype))
 
 
+# (m, n, k) around the direct kernels' choices (k = 32, a C of 2^17 elements) and their
+# edge paths (rows and columns left over from blocks of 32, 16, 8, 4, 2).
+GEMM_SIZES = [(1, 1, 1), (37, 13, 5), (5, 3, 31), (33, 2, 32), (3, 67, 100), (130, 9, 16), (400, 400, 16), (8, 400, 40)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m, n, k", GEMM_SIZES)
+def test_kernels_gemm_every_variant_and_size_agrees_with_matmul(dtype, m, n, k, rng):
+    # Through whatever numpy_blas bound: OpenBLAS's GEMM, or the dispatcher that sends
+    # some products to the direct kernels. beta = 0 must not read c (here NaN).
+    from twolayer.kernels.gemm import gemm
+
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            a = rng.standard_normal((k, m + 3) if trans_a else (m, k + 3)).astype(dtype)
+            a = a[:, 1 : m + 1] if trans_a else a[:, 1 : k + 1]  # a row stride beyond the width
+            b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+            expected = (a.T if trans_a else a).astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+            scale = np.sqrt(k) * 4
+            for beta in (0.0, 1.0):
+                c0 = np.full((m, n), np.nan, dtype) if beta == 0 else rng.standard_normal((m, n)).astype(dtype)
+                c = c0.copy()
+                gemm(a, trans_a, b, trans_b, c, beta)
+                want = expected + (beta * c0 if beta else 0)
+                assert np.all(np.abs(c - want) <= rtol * scale), (trans_a, trans_b, beta)
+
+
+def test_the_direct_kernels_are_bound_exactly_where_openblas_runs_narrower_ones():
+    # OpenBLAS's AVX-512 small-matrix kernels serve the BLAS path when this CPU has AVX-512,
+    # OpenBLAS picked kernels without it, and the library exports them; else its GEMM.
+    import ctypes
+
+    import llvmlite.binding as ll
+
+    lib = numpy_blas.bound()
+    features = ll.get_host_cpu_features()
+    dll = ctypes.CDLL(lib.path)
+    expected = (
+        all(features.get(f) for f in numpy_blas.AVX512_FEATURES)
+        and lib.core.lower() not in numpy_blas.AVX512_CORES
+        and hasattr(dll, "dgemm_small_kernel_b0_nn_SKYLAKEX")
+        and os.environ.get("TWOLAYER_BLAS", "auto") != "cblas"
+    )
+    assert (lib.dispatchers is not None) == expected
+    described = fast.runtime_info()["blas path gemm"]
+    assert ("small-matrix kernels, called directly" in described) == expected
+    assert lib.core in described
+    assert numpy_blas._small_kernels(dll, "SkylakeX") is None  # OpenBLAS's own AVX-512 kernels
+
+
+@pytest.mark.slow
+def test_twolayer_blas_cblas_keeps_openblas_gemm_and_agrees():
+    code = (
+        "import numpy as np, twolayer\n"
+        "from twolayer import fast\n"
+        "rng = np.random.default_rng(5)\n"
+        "out = []\n"
+        "for dims, n in [((784, 128, 10), 64), ((50, 100, 5), 300)]:\n"
+        "    d = rng.standard_normal((n, dims[0])); y = np.eye(dims[2])[rng.integers(0, dims[2], n)]\n"
+        "    p = 0.5 * rng.standard_normal(twolayer.param_count(dims))\n"
+        "    out.append(twolayer.forward_backward_prop(d, y, p, dims)[1].tolist())\n"
+        "print(fast.runtime_info()['blas path gemm'])\n"
+        "print(repr(out))\n"
+    )
+    runs = [run_python(code=code, env={"TWOLAYER_BLAS": e}).stdout.splitlines() for e in ("cblas", "auto")]
+    assert runs[0][0].startswith("OpenBLAS's GEMM (")
+    for cblas_grad, auto_grad in zip(eval(runs[0][1]), eval(runs[1][1])):
+        np.testing.assert_allclose(auto_grad, cblas_grad, rtol=1e-11, atol=1e-13 * np.max(np.abs(cblas_grad)))
+
+
 @pytest.mark.slow
 def test_without_a_bound_blas_wide_layers_take_the_portable_path_and_agree():
     # TWOLAYER_BLAS=numpy: NumPy's BLAS is not bound, as where it is not an OpenBLAS

@@ -143,6 +143,7 @@ def runtime_info():
             if lib
             else "portable path (products through NumPy: its BLAS is not an OpenBLAS twolayer can bind)"
         ),
+        "blas path gemm": numpy_blas.gemm_description() or "-",
         "openmp spin after a parallel region": threads.omp_spin_description(),
         "openblas idle threads": numpy_blas.idle_spin_description(),
         "svml": bool(numba.config.USING_SVML),

@@ -10,7 +10,12 @@ Numba's cache (the cached object code refers to the names, not to addresses):
   compiled adapters with the ILP64 signature (kernels/gemm.py).
 
 Any other BLAS (MKL, Accelerate, BLIS, the reference BLAS) is not bound: wide layers then
-take the portable path, which issues the products through NumPy itself. Why NumPy's BLAS
+take the portable path, which issues the products through NumPy itself.
+
+Where OpenBLAS runs kernels without AVX-512 on a CPU that has it (0.3.31 takes its Haswell
+kernels on a Zen 5), the symbols point instead at a dispatcher that calls OpenBLAS's own
+AVX-512 small-matrix kernels directly where they win (kernels/gemm.py: direct_gemm);
+TWOLAYER_BLAS=cblas keeps OpenBLAS's GEMM for every product. Why NumPy's BLAS
 and not SciPy's (which Numba's own np.dot uses): one BLAS thread pool in the process, and
 no SciPy import (0.2 s of a first call).
 """
@@ -21,7 +26,15 @@ import threading
 
 import llvmlite.binding as ll
 
-from ..kernels.gemm import LP64_SYMBOLS, SYMBOLS, lp64_adapters
+from ..kernels.gemm import (
+    LIBRARY_SYMBOLS,
+    LP64_SYMBOLS,
+    SMALL_OPS,
+    SYMBOLS,
+    direct_dispatchers,
+    lp64_adapters,
+    small_symbol,
+)
 
 # OpenBLAS's workers spin for 2^28 TSC cycles (about 0.1 s) after each threaded product
 # before they sleep; in a training loop that spin takes a core from our threads on every
@@ -30,6 +43,10 @@ IDLE_SPIN_LOG2 = 18
 # Opt-out: TWOLAYER_OPENBLAS_SPIN=keep leaves OpenBLAS's idle spin as it is.
 KEEP_SPIN_ENV = "TWOLAYER_OPENBLAS_SPIN"
 LP64_MAX = 2**31 - 1
+# OpenBLAS cores with AVX-512 GEMM kernels of their own (openblas_get_corename, lower case).
+AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+# What OpenBLAS's SkylakeX kernels are compiled for (-march=skylake-avx512).
+AVX512_FEATURES = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
 
 
 class Library:
@@ -46,7 +63,10 @@ class Library:
         ]
         parallel = _function(dll, name("openblas_get_parallel"), ctypes.c_int)
         self.threading = {0: "sequential", 1: "pthreads", 2: "openmp"}.get(parallel() if parallel else -1, "unknown")
+        corename = _function(dll, name("openblas_get_corename"), ctypes.c_char_p)
+        self.core = corename().decode() if corename else "unknown"  # the kernels OpenBLAS picked
         self.adapters = None  # LP64: the compiled adapters, kept alive here
+        self.dispatchers = None  # direct kernels: the compiled dispatchers, kept alive here
 
     def can_shorten_spin(self):
         """Whether the idle spin of this build can be changed: a pthreads OpenBLAS (an
@@ -106,7 +126,8 @@ _bound = []  # [Library] once bound, [None] when NumPy's BLAS cannot be bound
 
 def bound():
     """NumPy's BLAS, bound for the kernels on first use; None when it is not an OpenBLAS
-    (or TWOLAYER_BLAS=numpy asks for the portable path)."""
+    (or TWOLAYER_BLAS=numpy asks for the portable path). TWOLAYER_BLAS=cblas binds its
+    GEMM alone, without the direct kernels."""
     if not _bound:
         with _lock:
             if not _bound:
@@ -115,24 +136,63 @@ def bound():
 
 
 def _bind():
-    if os.environ.get("TWOLAYER_BLAS", "auto") == "numpy":
+    choice = os.environ.get("TWOLAYER_BLAS", "auto")
+    if choice == "numpy":
         return None
     found = _find()
     if found is None:
         return None
     path, dll, interface, name = found
     library = Library(path, interface, dll, name)
-    address = {kind: ctypes.cast(getattr(dll, name(f"cblas_{kind}gemm")), ctypes.c_void_p).value for kind in SYMBOLS}
-    if interface == "ILP64":
-        for kind, symbol in SYMBOLS.items():
-            ll.add_symbol(symbol, address[kind])
-    else:
+    gemm = {kind: ctypes.cast(getattr(dll, name(f"cblas_{kind}gemm")), ctypes.c_void_p).value for kind in SYMBOLS}
+    if interface == "LP64":
         for kind, symbol in LP64_SYMBOLS.items():
-            ll.add_symbol(symbol, address[kind])
+            ll.add_symbol(symbol, gemm[kind])
         library.adapters = lp64_adapters()
-        for kind, symbol in SYMBOLS.items():
-            ll.add_symbol(symbol, library.adapters[kind].address)
+        gemm = {kind: adapter.address for kind, adapter in library.adapters.items()}
+    small = _small_kernels(dll, library.core) if choice != "cblas" else None
+    if small:
+        for symbol, address in small.items():
+            ll.add_symbol(symbol, address)
+        for kind, symbol in LIBRARY_SYMBOLS.items():
+            ll.add_symbol(symbol, gemm[kind])
+        library.dispatchers = direct_dispatchers()
+        gemm = {kind: dispatcher.address for kind, dispatcher in library.dispatchers.items()}
+    for kind, symbol in SYMBOLS.items():
+        ll.add_symbol(symbol, gemm[kind])
     return library
+
+
+def _small_kernels(dll, core):
+    """{our symbol: address} of OpenBLAS's AVX-512 small-matrix kernels, where this CPU has
+    AVX-512 and OpenBLAS picked kernels without it; else None."""
+    if core.lower() in AVX512_CORES:
+        return None
+    features = ll.get_host_cpu_features()
+    if not all(features.get(f) for f in AVX512_FEATURES):
+        return None
+    found = {}
+    for kind in SYMBOLS:
+        for beta0 in (True, False):
+            for ops in SMALL_OPS:
+                fn = getattr(dll, f"{kind}gemm_small_kernel_{'b0_' if beta0 else ''}{ops}_SKYLAKEX", None)
+                if fn is None:
+                    return None
+                found[small_symbol(kind, beta0, ops)] = ctypes.cast(fn, ctypes.c_void_p).value
+    return found
+
+
+def gemm_description():
+    """Which GEMM the BLAS path's products run on, for ``twolayer info``; None if unbound."""
+    lib = bound()
+    if lib is None:
+        return None
+    if lib.dispatchers:
+        return (
+            f"OpenBLAS's AVX-512 small-matrix kernels, called directly (OpenBLAS itself runs its "
+            f"{lib.core} kernels here; TWOLAYER_BLAS=cblas opts out)"
+        )
+    return f"OpenBLAS's GEMM ({lib.core} kernels)"
 
 
 def fits(*sizes):
