@@ -79,12 +79,15 @@ def test_narrow_layers_keep_the_row_path_for_two_rows():
     assert [fast.choose_path(n, *cs224n) for n in (1, 2, 3, 511, 512)] == ["row", "row", "tile", "tile", "narrow"]
 
 
-def test_a_big_w1_keeps_the_row_path_for_a_few_rows():
+def test_a_big_w1_keeps_the_row_path_for_a_few_rows_on_a_packed_gemm_only():
     big, mnist, sentiment = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"], twolayer.SHAPES["sentiment"]
     assert [fast.choose_path(n, *big, 8) for n in (1, 2)] == ["row", "blas"]
     assert [fast.choose_path(n, *big, 4) for n in (2, 3)] == ["row", "blas"]
     assert [fast.choose_path(n, *mnist, 4) for n in (3, 4)] == ["row", "blas"]
     assert [fast.choose_path(n, *sentiment, 8) for n in (1, 2)] == ["row", "blas"]
+    for dims in (big, mnist, sentiment):
+        for itemsize in (4, 8):
+            assert [fast.choose_path(n, *dims, itemsize, direct_gemm=True) for n in (1, 2)] == ["row", "blas"]
 
 
 @pytest.mark.parametrize(
@@ -277,6 +280,23 @@ def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dim
     for cost, grad in results[1:]:
         assert cost == results[0][0]
         assert np.array_equal(grad, results[0][1])
+
+
+def test_a_small_column_split_runs_on_one_thread_with_the_same_result(monkeypatch):
+    # Below COLUMNS_THREADED_MIN_FLOPS the split runs its serial twin even with threads
+    # to spare; forced onto the threads, the same blocks give the same bits.
+    dims, n = (784, 128, 10), 4
+    data, labels, params = random_problem(np.random.default_rng(12), n, dims)
+    assert fast.paths.blas_columns(n, *dims, 8) is not None
+    assert not fast.paths.columns_threaded(n, *dims, 8)
+    assert fast.entry_kernels("blas", n, dims, 8) == ["blas_columns_serial"]
+    serial = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    monkeypatch.setitem(paths.COLUMNS_THREADED_MIN_FLOPS, 8, 0)
+    assert fast.entry_kernels("blas", n, dims, 8) == [
+        "blas_columns_" + ("parallel" if fast.get_num_threads() > 1 else "serial")
+    ]
+    threaded = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    assert serial[0] == threaded[0] and np.array_equal(serial[1], threaded[1])
 
 
 def test_next_task_hands_out_every_task_once_across_threads():

@@ -168,7 +168,11 @@ def kernels_for(numba_backends, points):
     for backend in numba_backends:
         for shape, n, dtype in points:
             dims, itemsize = SHAPES[shape], np.dtype(dtype).itemsize
-            path = backend.split(":")[1] if ":" in backend else fast.choose_path(n, *dims, itemsize)
+            path = (
+                backend.split(":")[1]
+                if ":" in backend
+                else fast.choose_path(n, *dims, itemsize, fast.numpy_blas.direct_gemm())
+            )
             pairs += [(name, np.dtype(dtype).name) for name in fast.entry_kernels(path, n, dims, itemsize)]
     return list(dict.fromkeys(pairs))
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..kernels import narrow, wide
 from . import numpy_blas, portable, threads
 from .compile import address, is_compiled, kernel, published, ready_address
-from .paths import PATHS, blas_chunks, blas_columns, choose_path, narrow_chunks
+from .paths import PATHS, blas_chunks, blas_columns, choose_path, columns_threaded, narrow_chunks
 from .threads import THREADING_LAYER, get_num_threads, set_num_threads
 from .workspace import chunk_costs, scratch
 
@@ -60,7 +60,7 @@ def entry_kernels(path, n, dims, itemsize):
     if family == "portable":
         return portable.entry_kernels(dims)
     if family == "blas_columns":
-        return [threads.variant(family, None)]
+        return [threads.variant(family, None if columns_threaded(n, *dims, itemsize) else 1)]
     return [_TILES[family], threads.variant("blocks", min(get_num_threads(), cut[2]))]
 
 
@@ -80,7 +80,8 @@ def _compute(path, data, labels, params, dims, grad):
         R, JB, KB = cut
         ws = scratch(wide.columns_scratch_size(dims[1], dims[2], R), grad.dtype)
         args = (data, labels, params, *dims, R, JB, KB, ws, grad)
-        return threads.run(kernel, family, None, args, grad.dtype, blas=True)
+        blocks = None if columns_threaded(data.shape[0], *dims, grad.itemsize) else 1
+        return threads.run(kernel, family, blocks, args, grad.dtype, blas=True)
     # Workspace: one gradient accumulator per chunk, then one scratch region per block
     # (kernels/common.py). Chunks are fixed by the batch; blocks follow the thread count.
     T, per_chunk, chunks = cut
@@ -109,7 +110,7 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
     if path is None:
         n = len(data)
         # choose_path's answer for n <= 1 whatever the shape, without the call (~0.07 us)
-        path = "row" if n <= 1 else choose_path(n, *dims, grad.itemsize)
+        path = "row" if n <= 1 else choose_path(n, *dims, grad.itemsize, numpy_blas.direct_gemm())
     k = published(path)  # only "row" and "tile" name a kernel of their own
     try:
         if k is not None:

@@ -182,6 +182,12 @@ def _small_kernels(dll, core):
     return found
 
 
+def direct_gemm():
+    """Whether the BLAS path's products run on the direct kernels."""
+    lib = bound()
+    return lib is not None and lib.dispatchers is not None
+
+
 def gemm_description():
     """Which GEMM the BLAS path's products run on, for ``twolayer info``; None if unbound."""
     lib = bound()

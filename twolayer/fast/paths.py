@@ -18,7 +18,7 @@ Tile, chunk and block are defined in kernels/common.py.
 import math
 
 from ..kernels import narrow
-from ..layout import param_offsets
+from ..layout import flop_count, param_offsets
 
 PATHS = ("row", "tile", "narrow", "blas", "portable")
 
@@ -34,9 +34,12 @@ BLAS_MAX_CHUNKS = 64
 BLAS_ACCUMULATOR_BYTES = 48 << 20
 # Weights in W1 from which it no longer stays in cache between the products of a call.
 W1_BEYOND_CACHE = 1 << 18
-# Rows up to which the row kernel beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS
-# or more, by itemsize: it streams the weights once per row, from L2 for (784, 128, 10),
-# from memory beyond W1_BEYOND_CACHE (crossovers measured on (784, 128, 10) and (1024^3)).
+# Rows up to which the row kernel beats the column split on OpenBLAS's packed GEMM, for a
+# W1 of COLUMNS_MIN_WEIGHTS or more, by itemsize: it streams the weights once per row, from
+# L2 for (784, 128, 10), from memory beyond W1_BEYOND_CACHE (crossovers measured on
+# (784, 128, 10) and (1024^3)). The direct kernels (numpy_blas) pack nothing, and beat it
+# from two rows ((784, 128, 10) float64 N = 2: 33 against 37 us, N = 3: 37 against 54;
+# (1024^3) float32 N = 2: 357 against 521; where packed, N = 2 took 88 us).
 ROW_MAX_ROWS = {4: 3, 8: 3}
 ROW_MAX_ROWS_BEYOND_CACHE = {4: 2, 8: 1}
 # Rows up to which the row kernel beats one tile on narrow layers: a tile costs about 250
@@ -50,16 +53,17 @@ NARROW_ROW_MAX_ROWS = 2
 PORTABLE_TILE_BYTES = 8 << 20
 
 
-def choose_path(n, Dx, H, Dy, itemsize=8):
+def choose_path(n, Dx, H, Dy, itemsize=8, direct_gemm=False):
     """The kernel for n rows of a (Dx, H, Dy) network of ``itemsize``-byte floats
     (crossovers measured on 2 cores): "row", "tile", "narrow" or "blas" (which runs as
-    "portable" where NumPy's BLAS cannot be bound).
+    "portable" where NumPy's BLAS cannot be bound). ``direct_gemm``: whether the BLAS
+    path's products run on the direct kernels (numpy_blas.direct_gemm()).
 
     Narrow layers (Dx H + H Dy <= 256) take the transposed tiles: a tile's work is a
     handful of vector operations per weight, while each BLAS call costs a microsecond or
     more; from (10, 20, 10) on, BLAS wins; but one or two rows take the row kernel, since
     a tile costs a few hundred short loops whatever its rows. A big W1 keeps the row
-    kernel for a few rows (ROW_MAX_ROWS).
+    kernel for a few rows on a packed GEMM (ROW_MAX_ROWS).
     """
     if Dx * H + H * Dy <= 256:
         if n <= NARROW_ROW_MAX_ROWS:
@@ -67,7 +71,7 @@ def choose_path(n, Dx, H, Dy, itemsize=8):
         return "tile" if n < 512 else "narrow"
     if n <= 1:
         return "row"
-    if Dx * H >= COLUMNS_MIN_WEIGHTS:
+    if Dx * H >= COLUMNS_MIN_WEIGHTS and not direct_gemm:
         rows = ROW_MAX_ROWS_BEYOND_CACHE if Dx * H >= W1_BEYOND_CACHE else ROW_MAX_ROWS
         if n <= rows[itemsize]:
             return "row"
@@ -96,9 +100,11 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
 
 # Small batches on a W1 of COLUMNS_MIN_WEIGHTS or more are split by columns of the weights
 # instead of by rows (kernels/wide.py, wide_columns_*): each thread streams only its share
-# of the weights, and nothing needs an accumulator. Up to COLUMNS_MAX_ROWS rows, by
-# itemsize, this beat two chunks of rows ((784, 128, 10) float32 N = 32: 1.08x NumPy's
-# speed split, 1.14x chunked; float64 N = 96: 0.93x, 1.21x); a W1 beyond the cache, which
+# of the weights, and nothing needs an accumulator. Below 32 rows there is only one chunk;
+# from there two chunks of rows won or tied for (784, 128, 10) (NumPy's time over ours,
+# split / chunked: float32 N = 32 1.93x / 1.90x, N = 64 2.20x / 2.15x; float64 N = 40
+# 1.83x / 1.71x, N = 64 1.68x / 1.78x; OpenBLAS's own GEMM, float64 N = 64 0.88x / 1.18x):
+# they wait for the threads once per call, the split four times; a W1 beyond the cache, which
 # every chunk streams again, keeps it longer ((1024^3) float64 N = 192: 1.00x, 0.98x;
 # 384: 0.96x, 1.02x; float32 N = 128: 1.04x, 1.00x; docs/design.md). Blocks of
 # COLUMN_BLOCK_COLUMNS columns, two at least ((1024^3), 64 / 128 / 256 columns: float64
@@ -107,7 +113,7 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
 # COLUMNS_TILE_ROWS at most: a network too big for two chunks' accumulators takes the
 # column split at any batch size.
 COLUMNS_MIN_WEIGHTS = 1 << 15
-COLUMNS_MAX_ROWS = {4: 31, 8: 64}
+COLUMNS_MAX_ROWS = {4: 31, 8: 31}
 COLUMNS_MAX_ROWS_BEYOND_CACHE = {4: 128, 8: 192}
 COLUMN_BLOCK_COLUMNS = 128
 COLUMNS_TILE_ROWS = 256
@@ -126,6 +132,22 @@ def blas_columns(n, Dx, H, Dy, itemsize):
         return max(16, min(COLUMN_BLOCK_COLUMNS, width // 2))
 
     return min(max(1, n), COLUMNS_TILE_ROWS), block(H), block(Dy)
+
+
+# Calls of fewer FLOPs than this, by itemsize, run the column split on one thread: its four
+# stages each wait for both threads, which can cost more than the second thread saves. On
+# this VM that cost changed from minute to minute ((784, 128, 10), one thread / two, two
+# runs: float64 N = 4 35 / 32 us, N = 8 45 / 55 and 53 / 42; float32 N = 4 18 / 45 and
+# 20 / 33, N = 8 28 / 40 and 30 / 36, N = 16 47 / 64 and 48 / 40): one thread up to where
+# it won in both. The chunked path starts its threads once per call, and gains from a
+# second thread at far fewer FLOPs.
+COLUMNS_THREADED_MIN_FLOPS = {4: 4_000_000, 8: 2_000_000}
+
+
+def columns_threaded(n, Dx, H, Dy, itemsize):
+    """Whether the column split of n rows runs on Numba's threads (else on one: the same
+    blocks in the same order, so the same result)."""
+    return flop_count(n, (Dx, H, Dy)) >= COLUMNS_THREADED_MIN_FLOPS[itemsize]
 
 
 def portable_tile_rows(n, Dx, H, Dy, itemsize):
