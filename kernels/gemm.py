@@ -38,26 +38,33 @@ def _cblas_signature(real, index):
     )
 
 
-_CBLAS = {
-    REALS[kind]: types.ExternalFunction(SYMBOLS[kind], _cblas_signature(REALS[kind], types.int64)) for kind in SYMBOLS
-}
+def _row_major_gemm(symbols):
+    """A function for jitted code, ``f(transa, transb, m, n, k, alpha, a, lda, b, ldb,
+    beta, c, ldc)``: the row-major cblas_?gemm behind ``symbols[kind]`` (ILP64
+    signature), chosen by the type of alpha."""
+    table = {
+        REALS[kind]: types.ExternalFunction(symbols[kind], _cblas_signature(REALS[kind], types.int64))
+        for kind in symbols
+    }
+
+    def row_major_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        raise NotImplementedError("for jitted code")
+
+    @overload(row_major_gemm)
+    def _impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        fn = table.get(alpha)
+        if fn is None:
+            return None
+
+        def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+            fn(_ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+        return impl
+
+    return row_major_gemm
 
 
-def cblas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """cblas_?gemm, row-major, chosen by the type of alpha (jitted code only)."""
-    raise NotImplementedError("cblas_gemm is for jitted code")
-
-
-@overload(cblas_gemm)
-def _cblas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    fn = _CBLAS.get(alpha)
-    if fn is None:
-        return None
-
-    def impl(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        fn(_ROW_MAJOR, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-
-    return impl
+cblas_gemm = _row_major_gemm(SYMBOLS)  # what the kernels call
 
 
 @njit(nogil=True)
@@ -144,10 +151,7 @@ _SMALL = {
     for kind in REALS
 }
 LIBRARY_SYMBOLS = {"d": "twolayer_library_dgemm", "s": "twolayer_library_sgemm"}
-_LIBRARY = {
-    REALS[kind]: types.ExternalFunction(LIBRARY_SYMBOLS[kind], _cblas_signature(REALS[kind], types.int64))
-    for kind in LIBRARY_SYMBOLS
-}
+_library_gemm = _row_major_gemm(LIBRARY_SYMBOLS)  # the library's own GEMM, ILP64 signature
 SMALL_MIN_K = 32
 SMALL_MAX_C_SHORT_K = 1 << 17
 
@@ -200,22 +204,6 @@ def _small_gemm_impl(first_t, second_t, beta0, m, n, k, a, lda, alpha, b, ldb, b
     return impl
 
 
-def _library_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    raise NotImplementedError("jitted code only")
-
-
-@overload(_library_gemm)
-def _library_gemm_impl(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    fn = _LIBRARY.get(alpha)
-    if fn is None:
-        return None
-
-    def impl(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        fn(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-
-    return impl
-
-
 def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     """cblas_?gemm with 64-bit sizes, row-major (as ``gemm`` calls it): the direct kernel
     where it wins, else the library's GEMM (LIBRARY_SYMBOLS). Compiled as a C callback by
@@ -225,7 +213,7 @@ def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
         # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
         _small_gemm(tb, ta, beta == 0, n, m, k, b, ldb, alpha, a, lda, beta, c, ldc)
     else:
-        _library_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        _library_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 def direct_dispatchers():
