@@ -9,7 +9,15 @@ import numpy as np
 from ..kernels import narrow, wide
 from . import numpy_blas, portable, threads
 from .compile import address, is_compiled, kernel, published, ready_address
-from .paths import PATHS, blas_chunks, blas_columns, choose_path, columns_threaded, narrow_chunks
+from .paths import (
+    PATHS,
+    W1_BEYOND_CACHE,
+    blas_chunks,
+    blas_columns,
+    choose_path,
+    columns_threaded,
+    narrow_chunks,
+)
 from .threads import THREADING_LAYER, get_num_threads, set_num_threads
 from .workspace import chunk_costs, scratch
 
@@ -109,8 +117,9 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
     grad = _empty(len(params), params.dtype) if out is None else out  # len: no shape tuple
     if path is None:
         n = len(data)
-        # choose_path's answer for n <= 1 whatever the shape, without the call (~0.07 us)
-        path = "row" if n <= 1 else choose_path(n, *dims, grad.itemsize, numpy_blas.direct_gemm())
+        # choose_path's answer for n <= 1 where W1 fits the cache, without the call (~0.07 us)
+        small = n <= 1 and len(params) < W1_BEYOND_CACHE
+        path = "row" if small else choose_path(n, *dims, grad.itemsize, numpy_blas.direct_gemm())
     k = published(path)  # only "row" and "tile" name a kernel of their own
     try:
         if k is not None:

@@ -34,14 +34,18 @@ BLAS_MAX_CHUNKS = 64
 BLAS_ACCUMULATOR_BYTES = 48 << 20
 # Weights in W1 from which it no longer stays in cache between the products of a call.
 W1_BEYOND_CACHE = 1 << 18
-# Rows up to which the row kernel beats the column split on OpenBLAS's packed GEMM, for a
-# W1 of COLUMNS_MIN_WEIGHTS or more, by itemsize: it streams the weights once per row, from
-# L2 for (784, 128, 10), from memory beyond W1_BEYOND_CACHE (crossovers measured on
-# (784, 128, 10) and (1024^3)). The direct kernels (numpy_blas) pack nothing, and beat it
+# Rows up to which the row kernel beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS or
+# more, by W1 beyond the cache (W1_BEYOND_CACHE) and itemsize; on OpenBLAS's packed GEMM
+# and on the direct kernels (numpy_blas). The row kernel streams the weights once per row,
+# from L2 for (784, 128, 10), from memory beyond the cache, on one thread (crossovers
+# measured on (784, 128, 10) and (1024^3)). The direct kernels pack nothing, and beat it
 # from two rows ((784, 128, 10) float64 N = 2: 33 against 37 us, N = 3: 37 against 54;
-# (1024^3) float32 N = 2: 357 against 521; where packed, N = 2 took 88 us).
-ROW_MAX_ROWS = {4: 3, 8: 3}
-ROW_MAX_ROWS_BEYOND_CACHE = {4: 2, 8: 1}
+# (1024^3) float32 N = 2: 357 against 521; packed, N = 2 took 88 us), and from one row
+# where its float64 weights and gradients outgrow the L3 and two threads stream them
+# ((1024^3) float64 N = 1, NumPy's time over ours, four runs: 1.25-1.42x split, 0.91-1.03x
+# row; float32 1.00-1.13x split, 1.25-1.81x row; packed, 0.72-0.74x split).
+ROW_MAX_ROWS = {False: {4: 3, 8: 3}, True: {4: 2, 8: 1}}
+ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 1, 8: 0}}
 # Rows up to which the row kernel beats one tile on narrow layers: a tile costs about 250
 # short loops for (10, 5, 10) whatever its rows (N = 2: 1.11 against 1.52 us).
 NARROW_ROW_MAX_ROWS = 2
@@ -63,19 +67,18 @@ def choose_path(n, Dx, H, Dy, itemsize=8, direct_gemm=False):
     handful of vector operations per weight, while each BLAS call costs a microsecond or
     more; from (10, 20, 10) on, BLAS wins; but one or two rows take the row kernel, since
     a tile costs a few hundred short loops whatever its rows. A big W1 keeps the row
-    kernel for a few rows on a packed GEMM (ROW_MAX_ROWS).
+    kernel for a few rows (ROW_MAX_ROWS), on the direct kernels for one row at most.
     """
     if Dx * H + H * Dy <= 256:
         if n <= NARROW_ROW_MAX_ROWS:
             return "row"
         return "tile" if n < 512 else "narrow"
-    if n <= 1:
+    if n == 0:
         return "row"
-    if Dx * H >= COLUMNS_MIN_WEIGHTS and not direct_gemm:
-        rows = ROW_MAX_ROWS_BEYOND_CACHE if Dx * H >= W1_BEYOND_CACHE else ROW_MAX_ROWS
-        if n <= rows[itemsize]:
-            return "row"
-    return "blas"
+    if Dx * H >= COLUMNS_MIN_WEIGHTS:
+        rows = ROW_MAX_ROWS_DIRECT if direct_gemm else ROW_MAX_ROWS
+        return "row" if n <= rows[Dx * H >= W1_BEYOND_CACHE][itemsize] else "blas"
+    return "row" if n <= 1 else "blas"
 
 
 def narrow_chunks(n, Dx, H, Dy, itemsize):
