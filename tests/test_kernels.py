@@ -419,9 +419,10 @@ def test_kernels_gemm_is_numpys_blas_and_agrees_with_matmul(rng):
         assert np.array_equal(c, np.zeros((5, 3), dtype))
 
 
-# (m, n, k) around the direct kernels' choices (k = 32, a C of 2^17 elements) and their
-# edge paths (rows and columns left over from blocks of 32, 16, 8, 4, 2).
+# (m, n, k) around the direct kernels' choices (k = 32, a C of 2^17 elements, k = 512) and
+# their edge paths (rows and columns left over from blocks of 32, 16, 8, 4, 2).
 GEMM_SIZES = [(1, 1, 1), (37, 13, 5), (5, 3, 31), (33, 2, 32), (3, 67, 100), (130, 9, 16), (400, 400, 16), (8, 400, 40)]
+GEMM_SIZES += [(330, 400, 600)]  # a long k on a big C: A B in slices along k
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
