@@ -472,6 +472,20 @@ def test_the_direct_kernels_are_bound_exactly_where_openblas_runs_narrower_ones(
 
 
 @pytest.mark.slow
+def test_an_unknown_twolayer_blas_is_a_clear_error():
+    code = (
+        "import numpy as np, twolayer\n"
+        "d = np.ones((4, 784)); y = np.eye(10)[:4]; p = np.zeros(twolayer.param_count((784, 128, 10)))\n"
+        "try:\n"
+        "    twolayer.forward_backward_prop(d, y, p, (784, 128, 10), backend='numba')\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    out = run_python(code=code, env={"TWOLAYER_BLAS": "cblass"}).stdout.strip()
+    assert out == "TWOLAYER_BLAS: expected one of 'auto', 'cblas', 'numpy', got 'cblass'"
+
+
+@pytest.mark.slow
 def test_twolayer_blas_cblas_keeps_openblas_gemm_and_agrees():
     code = (
         "import numpy as np, twolayer\n"

@@ -135,8 +135,13 @@ def bound():
     return _bound[0]
 
 
+BLAS_CHOICES = ("auto", "cblas", "numpy")
+
+
 def _bind():
-    choice = os.environ.get("TWOLAYER_BLAS", "auto")
+    choice = os.environ.get("TWOLAYER_BLAS", "auto") or "auto"
+    if choice not in BLAS_CHOICES:
+        raise ValueError(f"TWOLAYER_BLAS: expected one of {', '.join(map(repr, BLAS_CHOICES))}, got {choice!r}")
     if choice == "numpy":
         return None
     found = _find()
