@@ -154,7 +154,7 @@ _SMALL = {
 LIBRARY_SYMBOLS = {"d": "twolayer_library_dgemm", "s": "twolayer_library_sgemm"}
 _library_gemm = _row_major_gemm(LIBRARY_SYMBOLS)  # the library's own GEMM, ILP64 signature
 SMALL_MIN_K = 32
-SMALL_MAX_C_SHORT_K = 1 << 17
+BIG_C = 1 << 17  # elements of C from which a short k loses, and a long k goes in slices
 # A B with a long inner size on a big C goes in slices of SMALL_K_SLICE along k (beta = 1
 # after the first), so that a 32-row strip of A stays in L1 across C's columns
 # ((256, 1024) x 1024, one thread: float32 4.19 -> 3.55 ms, float64 9.45 -> 7.55 ms; at
@@ -170,7 +170,7 @@ def small_kernel_wins(trans_a, trans_b, m, n, k):
     0.2-0.9x) and on A B^T (k = 5..10: 0.6-0.9x), and won elsewhere (1.1-2x)."""
     if k >= SMALL_MIN_K:
         return True
-    return m * n <= SMALL_MAX_C_SHORT_K and not (trans_b and not trans_a)
+    return m * n < BIG_C and not (trans_b and not trans_a)
 
 
 def _small_gemm(first_t, second_t, beta0, m, n, k, a, lda, alpha, b, ldb, beta, c, ldc):
@@ -238,7 +238,7 @@ def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
     ``direct_dispatchers``."""
     ta, tb = transa == _TRANS, transb == _TRANS
     # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
-    if not ta and not tb and k >= 2 * SMALL_K_SLICE and m * n >= SMALL_MAX_C_SHORT_K:
+    if not ta and not tb and k >= 2 * SMALL_K_SLICE and m * n >= BIG_C:
         size, one = _size_and_one(alpha)
         for k0 in range(0, k, SMALL_K_SLICE):  # A's columns and B's rows k0 .. k0 + slice
             a_k, b_k, kk = _offset(a, k0 * size), _offset(b, k0 * ldb * size), min(SMALL_K_SLICE, k - k0)

@@ -64,8 +64,9 @@ def _loaded_blas_files():
     return sorted(p for p in paths if any(w in os.path.basename(p).lower() for w in words))
 
 
-# OpenBLAS kernels that use no AVX-512, which OpenBLAS 0.3.31 picks on a Zen 5 that has it.
-_AVX2_KERNELS = {"haswell", "zen", "sandybridge"}
+# OpenBLAS's cores with AVX-512 kernels (its core name, lower case); on an AVX-512 CPU any
+# other is narrower than it could be (0.3.31 picks Haswell on a Zen 5).
+OPENBLAS_AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
 def blas_kernel_hint():
@@ -82,7 +83,8 @@ def blas_kernel_hint():
     if "+avx512f" not in get_host_cpu_features().split(","):
         return None
     for lib in threadpool_info():
-        if lib.get("internal_api") == "openblas" and str(lib.get("architecture")).lower() in _AVX2_KERNELS:
+        core = str(lib.get("architecture")).lower()
+        if lib.get("internal_api") == "openblas" and core not in (*OPENBLAS_AVX512_CORES, "none"):
             return (
                 f"OpenBLAS runs its {lib['architecture']} kernels on this AVX-512 CPU: start Python with "
                 "OPENBLAS_CORETYPE=SkylakeX for faster NumPy products"

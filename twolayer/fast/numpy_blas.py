@@ -35,6 +35,7 @@ from ..kernels.gemm import (
     lp64_adapters,
     small_symbol,
 )
+from ..machine import OPENBLAS_AVX512_CORES
 
 # OpenBLAS's workers spin for 2^28 TSC cycles (about 0.1 s) after each threaded product
 # before they sleep; in a training loop that spin takes a core from our threads on every
@@ -43,8 +44,6 @@ IDLE_SPIN_LOG2 = 18
 # Opt-out: TWOLAYER_OPENBLAS_SPIN=keep leaves OpenBLAS's idle spin as it is.
 KEEP_SPIN_ENV = "TWOLAYER_OPENBLAS_SPIN"
 LP64_MAX = 2**31 - 1
-# OpenBLAS cores with AVX-512 GEMM kernels of their own (openblas_get_corename, lower case).
-AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 # What OpenBLAS's SkylakeX kernels are compiled for (-march=skylake-avx512).
 AVX512_FEATURES = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
 
@@ -171,7 +170,7 @@ def _bind():
 def _small_kernels(dll, core):
     """{our symbol: address} of OpenBLAS's AVX-512 small-matrix kernels, where this CPU has
     AVX-512 and OpenBLAS picked kernels without it; else None."""
-    if core.lower() in AVX512_CORES:
+    if core.lower() in OPENBLAS_AVX512_CORES:
         return None
     features = ll.get_host_cpu_features()
     if not all(features.get(f) for f in AVX512_FEATURES):
