@@ -471,6 +471,21 @@ def test_the_direct_kernels_are_bound_exactly_where_openblas_runs_narrower_ones(
     assert numpy_blas._small_kernels(dll, "SkylakeX") is None  # OpenBLAS's own AVX-512 kernels
 
 
+def test_the_direct_kernels_self_check_rejects_a_kernel_that_computes_something_else():
+    # They are OpenBLAS's internal functions: each is tried on a small product before it is
+    # bound. A kernel that computes another product (A B asked as A^T B) is turned down.
+    import ctypes
+
+    lib = numpy_blas.bound()
+    if lib.dispatchers is None:
+        pytest.skip(f"the direct kernels are not bound here: {fast.runtime_info()['blas path gemm']}")
+    dll = ctypes.CDLL(lib.path)
+    nn = dll.dgemm_small_kernel_b0_nn_SKYLAKEX
+    assert numpy_blas._small_kernel_agrees(nn, "d", True, "nn")
+    assert not numpy_blas._small_kernel_agrees(nn, "d", True, "tn")
+    assert not numpy_blas._small_kernel_agrees(dll.sgemm_small_kernel_nt_SKYLAKEX, "s", False, "tt")
+
+
 @pytest.mark.slow
 def test_an_unknown_twolayer_blas_is_a_clear_error():
     code = (

@@ -169,7 +169,8 @@ def _bind():
 
 def _small_kernels(dll, core):
     """{our symbol: address} of OpenBLAS's AVX-512 small-matrix kernels, where this CPU has
-    AVX-512 and OpenBLAS picked kernels without it; else None."""
+    AVX-512, OpenBLAS picked kernels without it, and each kernel gives the product NumPy
+    gives on a small test (they are OpenBLAS's internal functions, not its API); else None."""
     if core.lower() in OPENBLAS_AVX512_CORES:
         return None
     features = ll.get_host_cpu_features()
@@ -180,10 +181,32 @@ def _small_kernels(dll, core):
         for beta0 in (True, False):
             for ops in SMALL_OPS:
                 fn = getattr(dll, f"{kind}gemm_small_kernel_{'b0_' if beta0 else ''}{ops}_SKYLAKEX", None)
-                if fn is None:
+                if fn is None or not _small_kernel_agrees(fn, kind, beta0, ops):
                     return None
                 found[small_symbol(kind, beta0, ops)] = ctypes.cast(fn, ctypes.c_void_p).value
     return found
+
+
+def _small_kernel_agrees(fn, kind, beta0, ops, m=37, n=5, k=40):
+    """Whether a direct kernel computes column-major C = op(A) op(B) (+ C) as NumPy does,
+    on sizes that reach its edge paths (37 rows: 32 + 4 + 1)."""
+    import numpy as np
+
+    dtype, real = (np.float64, ctypes.c_double) if kind == "d" else (np.float32, ctypes.c_float)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ops[0] == "t" else (m, k)).astype(dtype)  # as op(A) reads it
+    b = rng.standard_normal((n, k) if ops[1] == "t" else (k, n)).astype(dtype)
+    c = np.full((m, n), np.nan if beta0 else 1.0, dtype)
+    expected = (a.T if ops[0] == "t" else a) @ (b.T if ops[1] == "t" else b) + (0 if beta0 else c)
+    # column-major views of these row-major arrays: X^T, with leading dimension X.shape[1]
+    fa, fb, fc = (np.asfortranarray(x) for x in (a, b, c))
+    args = [m, n, k, fa.ctypes.data, fa.shape[0], real(1.0), fb.ctypes.data, fb.shape[0]]
+    args += [] if beta0 else [real(1.0)]
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, real, ctypes.c_void_p, ctypes.c_int64]
+    fn.argtypes += ([] if beta0 else [real]) + [ctypes.c_void_p, ctypes.c_int64]
+    fn(*args, fc.ctypes.data, fc.shape[0])
+    return bool(np.allclose(fc, expected, rtol=1e-4, atol=1e-4 * np.sqrt(k)))
 
 
 def direct_gemm():
