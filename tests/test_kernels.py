@@ -85,6 +85,20 @@ def test_narrow_layers_keep_the_row_path_for_two_rows():
     assert [fast.choose_path(n, *cs224n) for n in (1, 2, 3, 511, 512)] == ["row", "row", "tile", "tile", "narrow"]
 
 
+def test_narrow_layers_never_bind_the_blas():
+    # Binding loads the BLAS and its dispatchers (80 ms warm, 0.6 s cold): a user of narrow
+    # layers only must not pay for it at the first call.
+    code = (
+        "import numpy as np, twolayer\n"
+        "from twolayer.fast import numpy_blas\n"
+        "for n in (1, 4, 300, 3000):\n"
+        "    y = np.eye(10)[np.arange(n) % 10]\n"
+        "    twolayer.forward_backward_prop(np.ones((n, 10)), y, np.ones(115), (10, 5, 10))\n"
+        "print(numpy_blas._bound)\n"
+    )
+    assert run_python(code=code).stdout.strip() == "[]"
+
+
 def test_a_big_w1_keeps_the_row_path_for_a_few_rows_on_a_packed_gemm_only():
     big, mnist, sentiment = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"], twolayer.SHAPES["sentiment"]
     assert [fast.choose_path(n, *big, 8) for n in (1, 2)] == ["row", "blas"]

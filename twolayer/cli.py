@@ -171,7 +171,7 @@ def kernels_for(numba_backends, points):
             path = (
                 backend.split(":")[1]
                 if ":" in backend
-                else fast.choose_path(n, *dims, itemsize, fast.numpy_blas.direct_gemm())
+                else fast.choose_path(n, *dims, itemsize, fast.numpy_blas.direct_gemm)
             )
             pairs += [(name, np.dtype(dtype).name) for name in fast.entry_kernels(path, n, dims, itemsize)]
     return list(dict.fromkeys(pairs))

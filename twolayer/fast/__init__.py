@@ -119,7 +119,7 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
         n = len(data)
         # choose_path's answer for n <= 1 where W1 fits the cache, without the call (~0.07 us)
         small = n <= 1 and len(params) < W1_BEYOND_CACHE
-        path = "row" if small else choose_path(n, *dims, grad.itemsize, numpy_blas.direct_gemm())
+        path = "row" if small else choose_path(n, *dims, grad.itemsize, numpy_blas.direct_gemm)
     k = published(path)  # only "row" and "tile" name a kernel of their own
     try:
         if k is not None:

@@ -54,6 +54,7 @@ class Library:
     def __init__(self, path, interface, dll, name):
         self.path = path
         self.interface = interface  # "ILP64" or "LP64"
+        self.dll, self.name = dll, name  # the library, and its symbol names (prefix, suffix)
         self.get_num_threads = _function(dll, name("openblas_get_num_threads"), ctypes.c_int)
         self.set_num_threads = _function(dll, name("openblas_set_num_threads"), None, ctypes.c_int)
         # Exported without NumPy's prefix even in its wheels (OpenBLAS 0.3.21 .. 0.3.31).
@@ -119,25 +120,40 @@ def _find():
     return None
 
 
-_lock = threading.Lock()
-_bound = []  # [Library] once bound, [None] when NumPy's BLAS cannot be bound
+_lock = threading.RLock()
+_library = []  # [Library] once found, [None] where there is no OpenBLAS to use
+_bound = []  # [Library] once its GEMM is bound for the kernels, [None] where it cannot be
+
+
+def library():
+    """NumPy's OpenBLAS, found and opened on first use (its thread controls), its GEMM not
+    bound yet; None when it is not an OpenBLAS, or TWOLAYER_BLAS=numpy asks for the
+    portable path. Cheap: the spin control of every parallel call needs it."""
+    if not _library:
+        with _lock:
+            if not _library:
+                _library.append(_open())
+    return _library[0]
 
 
 def bound():
-    """NumPy's BLAS, bound for the kernels on first use; None when it is not an OpenBLAS
-    (or TWOLAYER_BLAS=numpy asks for the portable path). TWOLAYER_BLAS=cblas binds its
-    GEMM alone, without the direct kernels."""
+    """library(), its GEMM bound for the kernels on first use (the BLAS path's first call:
+    the cached dispatchers load then, 80 ms). TWOLAYER_BLAS=cblas binds its GEMM alone,
+    without the direct kernels."""
     if not _bound:
         with _lock:
             if not _bound:
-                _bound.append(_bind())
+                lib = library()
+                if lib is not None:
+                    _bind(lib, os.environ.get("TWOLAYER_BLAS") != "cblas")
+                _bound.append(lib)
     return _bound[0]
 
 
 BLAS_CHOICES = ("auto", "cblas", "numpy")
 
 
-def _bind():
+def _open():
     choice = os.environ.get("TWOLAYER_BLAS", "auto") or "auto"
     if choice not in BLAS_CHOICES:
         raise ValueError(f"TWOLAYER_BLAS: expected one of {', '.join(map(repr, BLAS_CHOICES))}, got {choice!r}")
@@ -147,14 +163,18 @@ def _bind():
     if found is None:
         return None
     path, dll, interface, name = found
-    library = Library(path, interface, dll, name)
+    return Library(path, interface, dll, name)
+
+
+def _bind(library, direct):
+    dll, name = library.dll, library.name
     gemm = {kind: ctypes.cast(getattr(dll, name(f"cblas_{kind}gemm")), ctypes.c_void_p).value for kind in SYMBOLS}
-    if interface == "LP64":
+    if library.interface == "LP64":
         for kind, symbol in LP64_SYMBOLS.items():
             ll.add_symbol(symbol, gemm[kind])
         library.adapters = lp64_adapters()
         gemm = {kind: adapter.address for kind, adapter in library.adapters.items()}
-    small = _small_kernels(dll, library.core) if choice != "cblas" else None
+    small = _small_kernels(dll, library.core) if direct else None
     if small:
         for symbol, address in small.items():
             ll.add_symbol(symbol, address)
@@ -164,7 +184,6 @@ def _bind():
         gemm = {kind: dispatcher.address for kind, dispatcher in library.dispatchers.items()}
     for kind, symbol in SYMBOLS.items():
         ll.add_symbol(symbol, gemm[kind])
-    return library
 
 
 def _small_kernels(dll, core):
@@ -252,7 +271,7 @@ class SingleThreaded:
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
-                lib = bound()
+                lib = library()
                 self._saved = lib.get_num_threads()
                 if self._saved != 1:
                     lib.set_num_threads(1)
@@ -262,7 +281,7 @@ class SingleThreaded:
         with self._lock:
             self._depth -= 1
             if self._depth == 0 and self._saved != 1:
-                bound().set_num_threads(self._saved)
+                library().set_num_threads(self._saved)
 
 
 single_threaded = SingleThreaded()
@@ -289,13 +308,13 @@ def shorten_idle_spin():
         if state is None:
             state = _spin["state"] = _whose_spin()
         if state == "pending" and threading.active_count() == 1:
-            bound().restart_threads_with_timeout(IDLE_SPIN_LOG2)
+            library().restart_threads_with_timeout(IDLE_SPIN_LOG2)
             state = _spin["state"] = "shortened"
     return state
 
 
 def _whose_spin():
-    lib = bound()
+    lib = library()
     if lib is None:
         return "not an OpenBLAS"
     if os.environ.get(KEEP_SPIN_ENV) == "keep":

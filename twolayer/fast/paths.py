@@ -61,7 +61,8 @@ def choose_path(n, Dx, H, Dy, itemsize=8, direct_gemm=False):
     """The kernel for n rows of a (Dx, H, Dy) network of ``itemsize``-byte floats
     (crossovers measured on 2 cores): "row", "tile", "narrow" or "blas" (which runs as
     "portable" where NumPy's BLAS cannot be bound). ``direct_gemm``: whether the BLAS
-    path's products run on the direct kernels (numpy_blas.direct_gemm()).
+    path's products run on the direct kernels, or a function that says so
+    (numpy_blas.direct_gemm, which binds the BLAS): called only for a big W1.
 
     Narrow layers (Dx H + H Dy <= 256) take the transposed tiles: a tile's work is a
     handful of vector operations per weight, while each BLAS call costs a microsecond or
@@ -76,7 +77,8 @@ def choose_path(n, Dx, H, Dy, itemsize=8, direct_gemm=False):
     if n == 0:
         return "row"
     if Dx * H >= COLUMNS_MIN_WEIGHTS:
-        rows = ROW_MAX_ROWS_DIRECT if direct_gemm else ROW_MAX_ROWS
+        direct = direct_gemm() if callable(direct_gemm) else direct_gemm
+        rows = ROW_MAX_ROWS_DIRECT if direct else ROW_MAX_ROWS
         return "row" if n <= rows[Dx * H >= W1_BEYOND_CACHE][itemsize] else "blas"
     return "row" if n <= 1 else "blas"
 
