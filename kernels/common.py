@@ -8,7 +8,7 @@ The vocabulary of every kernel, defined here once:
 - a chunk is a share of the batch fixed by the batch, never by the thread count, with its
   own gradient accumulator; accumulators are summed in chunk order;
 - a block is the chunks one thread runs, each taken as it finishes the one before (shared
-  out at run time: next_task), in one scratch region.
+  out at run time: pool.next_task), in one scratch region.
 The stages of a layer pair are hidden_forward, output_forward, output_backward and
 hidden_backward, each with its math and shapes in its first comment line.
 """
@@ -85,6 +85,15 @@ def param_views(params, Dx, H, Dy):
         matrix(params[o_W2:o_b2], H, Dy),
         params[o_b2:end],
     )
+
+
+def function_at(context, builder, fnty, address):
+    """In an intrinsic's codegen: the compiled function at ``address`` (an int64 value) as a
+    first-class function of type fnty, called with Numba's own convention. Unchecked."""
+    fn = cgutils.create_struct_proxy(fnty)(context, builder)
+    fn.c_addr = fn.py_addr = cgutils.get_null_value(cgutils.voidptr_t)
+    fn.jit_addr = builder.inttoptr(address, cgutils.voidptr_t)
+    return fn._getvalue()
 
 
 @njit(**JIT)
@@ -272,31 +281,6 @@ def block_scratch(b, ws, chunks, P, size):
     """The scratch (size,) of block b, after the accumulators of all chunks."""
     start = chunks * P + b * size
     return ws[start : start + size]
-
-
-@intrinsic
-def _fetch_add_one(typingctx, counters, i):
-    """counters[i] += 1 as one atomic operation; returns its value before. Unchecked."""
-    if not (isinstance(counters, types.Array) and counters.ndim == 1 and counters.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, sig, args):
-        array = make_array(sig.args[0])(context, builder, args[0])
-        index = context.cast(builder, args[1], sig.args[1], types.intp)
-        at = cgutils.get_item_pointer(context, builder, sig.args[0], array, [index])
-        # monotonic: the end of the parallel region orders the tasks' results
-        return builder.atomic_rmw("add", at, ir.Constant(ir.IntType(64), 1), "monotonic")
-
-    return types.int64(counters, i), codegen
-
-
-@njit(**JIT)
-def next_task(queues, q):
-    """The next task of queue q (queues: int64 counters, zeroed before the tasks start).
-    Each thread takes the next task as it finishes its last, so a thread that is slowed
-    (by another program, or woken late) takes fewer; a prange alone hands out fixed runs
-    of iterations, and the others wait for the slowest."""
-    return _fetch_add_one(queues, q)
 
 
 @njit(**JIT)

@@ -21,14 +21,13 @@ the products through NumPy instead.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, types
 from numba.extending import register_jitable
 
 from .common import (
     ENTRY,
     JIT,
     matrix,
-    next_task,
     pack_tile,
     param_views,
     softmax_xent_columns,
@@ -36,6 +35,7 @@ from .common import (
 )
 from .gemm import gemm
 from .mathfn import vexp
+from .pool import COUNTER_STRIDE, fetch_add, next_task, run_job, stash, unstash_as, wait_until, zero_of
 
 # Widest output layer that is kept transposed: (50, 100, 5) and (784, 128, 10) gained 4-7%
 # transposed, (1024, 1024, 1024) lost 4% (its GEMMs then both transposed).
@@ -228,8 +228,8 @@ def wide_tiles(data, labels, params, Dx, H, Dy, r0, r1, R, scratch, grad):
 
 @register_jitable
 def columns_scratch_size(H, Dy, R):
-    """Elements of scratch of the column-split kernel: h and d (R, H), z (R, Dy), row costs."""
-    return R * (2 * H + Dy + 1)
+    """Elements of scratch of the column-split kernel: h and d (R, H), z (R, Dy)."""
+    return R * (2 * H + Dy)
 
 
 @njit(**JIT)
@@ -306,23 +306,23 @@ def _backward_task(i, nK, nJ):
 
 
 @njit(**JIT)
-def _columns_setup(data, params, grad, Dx, H, Dy):
-    W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
+def _zero_biases(data, grad, Dx, H, Dy):
+    # the bias gradients are summed into; the weight gradients are overwritten by the
+    # first tile, if there is one
     gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
     gb1[:] = 0
     gb2[:] = 0
-    if data.shape[0] == 0:  # no tile will overwrite them
+    if data.shape[0] == 0:
         gW1[:] = 0
         gW2[:] = 0
-    return W1, b1, W2, b2, gW1, gb1, gW2, gb2
 
 
 @njit(**JIT)
-def _tile_cost(row_costs):
-    # the tile's cost in its float type, added to the call's float64 sum once per tile
-    s = row_costs.dtype.type(0.0)
+def _tile_cost(row_costs, grad):
+    # the tile's cost in grad's float type, added to the call's float64 sum once per tile
+    s = grad.dtype.type(0.0)
     for r in range(row_costs.shape[0]):
-        s += row_costs[r]
+        s += grad.dtype.type(row_costs[r])
     return s
 
 
@@ -332,7 +332,6 @@ def _tile_views(ws, n, H, Dy):
         matrix(ws[: n * H], n, H),
         matrix(ws[n * H : 2 * n * H], n, H),
         matrix(ws[2 * n * H : n * (2 * H + Dy)], n, Dy),
-        ws[n * (2 * H + Dy) : n * (2 * H + Dy + 1)],
     )
 
 
@@ -349,11 +348,14 @@ def stage_tasks(stage, n, H, Dy, JB, KB):
 
 
 @njit(**JIT)
-def columns_stage(stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB):
-    # The tasks of one stage of a tile, taken from queues[stage] until none is left.
+def columns_stage(
+    stage, counters, at, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB
+):
+    # The tasks of one stage of a tile, taken from counters[at] until none is left, each
+    # counted done in counters[at + COUNTER_STRIDE].
     nJ, nK = -(-h.shape[1] // JB), -(-z.shape[1] // KB)
     tasks = stage_tasks(stage, h.shape[0], h.shape[1], z.shape[1], JB, KB)
-    i = next_task(queues, stage)
+    i = next_task(counters, at)
     while i < tasks:
         if stage == 0:
             hidden_forward_columns(i, JB, x, W1, b1, h)
@@ -367,53 +369,86 @@ def columns_stage(stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_cos
                 output_backward_columns(b, KB, h, z, beta, gW2, gb2)
             else:
                 hidden_backward_columns(b, JB, x, h, z, W2, d, beta, gW1, gb1)
-        i = next_task(queues, stage)
+        fetch_add(counters, at + COUNTER_STRIDE, 1)
+        i = next_task(counters, at)
+    wait_until(counters, at + COUNTER_STRIDE, tasks)  # each stage needs all of the one before
 
 
-@njit(parallel={"fusion": False}, **ENTRY)  # each stage needs all of the one before
-def wide_columns_parallel(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
-    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+def columns_signature(dt):
+    """The arguments of wide_columns before the pool's: data, labels, params, Dx, H, Dy,
+    tile rows, hidden and output block widths, ws, grad."""
+    ro2, ro1, rw1 = (
+        types.Array(dt, 2, "C", readonly=True),
+        types.Array(dt, 1, "C", readonly=True),
+        types.Array(dt, 1, "C"),
+    )
+    return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
 
-    Tiles of R rows, one after another; within a tile, four stages (columns_stage), each
-    over Numba's threads: hidden units in blocks of JB, outputs in blocks of KB, rows of
-    the softmax in blocks of SOFTMAX_TASK_ROWS. ws holds columns_scratch_size(H, Dy, R).
-    The caller holds BLAS at one thread.
-    """
-    W1, b1, W2, b2, gW1, gb1, gW2, gb2 = _columns_setup(data, params, grad, Dx, H, Dy)
-    queues = np.zeros(4, np.int64)
-    cost = 0.0
-    for t0 in range(0, data.shape[0], R):
-        n = min(R, data.shape[0] - t0)
-        x = data[t0 : t0 + n]
-        beta = 0.0 if t0 == 0 else 1.0
-        h, d, z, row_costs = _tile_views(ws, n, H, Dy)
-        queues[:] = 0
-        for stage in range(4):
-            # as many iterations as tasks, so that every thread gets one (prange shares
-            # them out in fixed runs); the first one a thread runs takes its tasks
-            for _ in prange(stage_tasks(stage, n, H, Dy, JB, KB)):
-                columns_stage(
-                    stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB
-                )
-        cost += _tile_cost(row_costs)
-    return cost
+
+# counters: two per stage of each tile (tasks taken, done), then row_costs (N,)
+_unstash_columns = unstash_as(
+    lambda zero: types.Tuple(
+        (*columns_signature(zero), types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C"))
+    )
+)
 
 
 @njit(**ENTRY)
-def wide_columns_serial(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad):
-    """wide_columns_parallel on one thread: the same tasks in the same order."""
-    W1, b1, W2, b2, gW1, gb1, gW2, gb2 = _columns_setup(data, params, grad, Dx, H, Dy)
-    queues = np.zeros(4, np.int64)
-    cost = 0.0
+def columns_job(tid, address, zero):
+    """Thread tid's share of a wide_columns call: the tiles one after another; within a
+    tile, four stages, each over the threads: hidden units in blocks of JB, outputs in
+    blocks of KB, rows of the softmax in blocks of SOFTMAX_TASK_ROWS, then every block
+    backward."""
+    data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad, counters, row_costs = _unstash_columns(address, zero)
+    W1, b1, W2, b2 = param_views(params, Dx, H, Dy)
+    gW1, gb1, gW2, gb2 = param_views(grad, Dx, H, Dy)
     for t0 in range(0, data.shape[0], R):
         n = min(R, data.shape[0] - t0)
         x = data[t0 : t0 + n]
         beta = 0.0 if t0 == 0 else 1.0
-        h, d, z, row_costs = _tile_views(ws, n, H, Dy)
-        queues[:] = 0
+        h, d, z = _tile_views(ws, n, H, Dy)
         for stage in range(4):
+            at = (t0 // R * 4 + stage) * 2 * COUNTER_STRIDE
             columns_stage(
-                stage, queues, x, labels, t0, W1, b1, W2, b2, h, d, z, row_costs, beta, gW1, gb1, gW2, gb2, JB, KB
+                stage,
+                counters,
+                at,
+                x,
+                labels,
+                t0,
+                W1,
+                b1,
+                W2,
+                b2,
+                h,
+                d,
+                z,
+                row_costs[t0 : t0 + n],
+                beta,
+                gW1,
+                gb1,
+                gW2,
+                gb2,
+                JB,
+                KB,
             )
-        cost += _tile_cost(row_costs)
+
+
+@njit(**ENTRY)
+def wide_columns(data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad, pool, helpers, job, threads):
+    """data (N, Dx), labels (N, Dy), params (P,) -> grad (P,); returns the cost.
+
+    The job columns_job at address ``job``, over the pool's helpers below tid ``threads``
+    if ``helpers``. ws holds columns_scratch_size(H, Dy, R). The caller holds BLAS at one
+    thread.
+    """
+    _zero_biases(data, grad, Dx, H, Dy)
+    tiles = -(-data.shape[0] // R)
+    counters = np.zeros(tiles * 4 * 2 * COUNTER_STRIDE, np.int64)
+    row_costs = np.empty(data.shape[0])
+    args = (data, labels, params, Dx, H, Dy, R, JB, KB, ws, grad, counters, row_costs)
+    run_job(pool, helpers, job, stash(args), zero_of(grad), threads)
+    cost = 0.0
+    for t0 in range(0, data.shape[0], R):
+        cost += _tile_cost(row_costs[t0 : min(t0 + R, data.shape[0])], grad)
     return cost

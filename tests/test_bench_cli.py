@@ -41,7 +41,7 @@ def run_json(tmp_path_factory):
         str(path.with_suffix(".png")),
     )
     assert result.returncode == 0, result.stderr
-    assert "numba threading layer" in result.stdout and "gemm peak" in result.stdout
+    assert "thread pool" in result.stdout and "gemm peak" in result.stdout
     header = next(line for line in result.stdout.splitlines() if line.startswith("shape"))
     assert header.split() == ["shape", "N", "dtype", "numba", "us", "samples/s", "numpy", "us", "speedup", "%", "peak"]
     return path
@@ -209,7 +209,7 @@ def test_compile_warms_every_kernel_the_default_bench_runs():
     result = twolayer_cli("compile", "--dtypes", "float64")
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines()}
-    assert {"row", "tile", "narrow_tiles", "blas_tiles", "blocks_parallel"} <= listed
+    assert {"row", "tile", "narrow_tiles", "blas_tiles", "blocks", "blocks_job"} <= listed
     assert "kernels for" in result.stderr and "from the cache" in result.stderr
 
 

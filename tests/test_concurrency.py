@@ -125,7 +125,7 @@ stop.set()
 for t in threads: t.join()
 assert not bad, bad
 from twolayer.fast.compile import is_compiled
-assert all(is_compiled(name, np.dtype("float32")) for name in ("row", "tile", "narrow_tiles", "blocks_parallel"))
+assert all(is_compiled(name, np.dtype("float32")) for name in ("row", "tile", "narrow_tiles", "blocks", "blocks_job"))
 print(calls[0])
 """
 
@@ -137,56 +137,38 @@ def test_a_second_float_type_arrives_while_other_threads_call_the_first():
     assert int(run_python(code=_SECOND_TYPE_WHILE_CALLING).stdout) > 0
 
 
-# CPU time Numba's worker burns in 20 calls, each followed by 30 ms of idleness: libgomp's
-# default spin after a parallel region (300,000 rounds) costs milliseconds per call.
-_SPIN_PROBE = """
-import os, time
+# CPU time the pool's helpers burn once idle. They spin on sched_yield for IDLE_NS after a
+# call (a core nobody else wants), then sleep until the next call, which wakes them.
+_POOL_PROBE = """
+import time
 from twolayer import fast
-from twolayer.fast import numpy_blas, threads
+from twolayer.fast import threads
 from twolayer.benchmark import make_problem
-spin = fast.runtime_info()["openmp spin after a parallel region"]
-print(fast.THREADING_LAYER, os.environ.get("GOMP_SPINCOUNT"), spin, sep="|")
 dims = (10, 5, 10)
 data, labels, params = make_problem(dims, 4096, "float64")
 assert fast.choose_path(4096, *dims) == "narrow"
+def others_cpu(seconds):  # CPU time of all threads but this one
+    t = time.process_time() - time.thread_time()
+    time.sleep(seconds)
+    return time.process_time() - time.thread_time() - t
 fast.forward_backward(data, labels, params, dims)
-time.sleep(0.05)
-others = time.process_time() - time.thread_time()  # CPU time of all threads but this one
-for _ in range(20):
-    fast.forward_backward(data, labels, params, dims)
-    time.sleep(0.03)
-print(time.process_time() - time.thread_time() - others)
+spinning = others_cpu(threads.IDLE_NS / 2e9)
+time.sleep(threads.IDLE_NS / 1e9)
+asleep, sleepers = others_cpu(0.2), threads.helpers_asleep()
+jobs = threads.jobs_opened()
+fast.forward_backward(data, labels, params, dims)
+print(spinning, asleep, sleepers, threads.jobs_opened() - jobs, threads.helpers_started())
 """
 
 
-def _spin_probe(**env):
-    env = {
-        "GOMP_SPINCOUNT": None,
-        "OMP_WAIT_POLICY": None,
-        "NUMBA_NUM_THREADS": "2",
-        "NUMBA_THREADING_LAYER": "omp",
-        **env,
-    }
-    result = run_python(code=_SPIN_PROBE, env=env)
-    layer, spincount, described, seconds = result.stdout.replace("\n", "|").strip("|").split("|")
-    assert layer == "omp"
-    return spincount, described, float(seconds)
-
-
 @pytest.mark.slow
-def test_numbas_openmp_workers_stop_spinning_soon_after_a_call():
-    # Our short spin, against the same process with libgomp's default asked for explicitly
-    # (which also shows that a user's GOMP_SPINCOUNT is kept). The variable we set does not
-    # stay in the environment, where child processes would inherit it.
-    pytest.importorskip("numba.np.ufunc.omppool", reason="Numba's OpenMP layer is not available here")
-    ours = _spin_probe()
-    default = _spin_probe(GOMP_SPINCOUNT="300000")
-    assert ours[:2] == ("None", f"{threads.OMP_SPIN_ROUNDS} rounds (set by twolayer)")
-    assert default[:2] == ("300000", "as GOMP_SPINCOUNT / OMP_WAIT_POLICY say")
-    # The probe must see the default spin: 0.16 s here. A round is mostly a pause instruction
-    # (10-140 cycles by CPU): with a 10-cycle pause, 20 spins still come to about 40 ms.
-    assert default[2] > 0.02, default
-    assert ours[2] < default[2] / 4, (ours, default)
+def test_idle_helpers_sleep_after_the_idle_time_and_a_call_wakes_them():
+    result = run_python(code=_POOL_PROBE, env={"NUMBA_NUM_THREADS": "2"})
+    spinning, asleep, sleepers, jobs, helpers = result.stdout.split()
+    assert int(helpers) == 1 and int(jobs) == 1
+    assert int(sleepers) == 1
+    assert float(asleep) < 0.02, result.stdout
+    assert float(spinning) > float(asleep), result.stdout
 
 
 # CPU time NumPy's OpenBLAS workers burn in the 50 ms after a threaded product: their idle
@@ -197,7 +179,7 @@ import numpy as np
 import twolayer
 from twolayer import fast
 from twolayer.benchmark import make_problem
-from twolayer.fast import numpy_blas
+from twolayer.fast import numpy_blas, threads
 a = np.random.default_rng(0).random((400, 400))
 def others_cpu_after_a_product():
     a @ a
@@ -256,3 +238,18 @@ def test_openblas_spin_is_left_alone_while_another_python_thread_runs():
     assert (before, after) == ("pending", "shortened")
     (before, after, described), _ = _openblas_spin_probe("--thread", OPENBLAS_THREAD_TIMEOUT="25")
     assert before == after == "set by OPENBLAS_THREAD_TIMEOUT=25"
+
+
+@pytest.mark.parametrize("dims, n", [((10, 5, 10), 3000), ((784, 128, 10), 300), ((256, 300, 70), 40)])
+def test_a_call_whose_helpers_never_come_finishes_alone_with_the_same_bits(monkeypatch, dims, n):
+    # A job is open to helpers, never waits for them: asleep, busy or never started (a
+    # forked child, no threads to be had), the caller takes every task itself.
+    data, labels, params = random_problem(np.random.default_rng(21), n, dims)
+    expected = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    lonely = threads._Pool()
+    monkeypatch.setattr(lonely, "start_helpers", lambda n: None)
+    monkeypatch.setattr(threads, "_pool", lonely)
+    cost, grad = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    if fast.get_num_threads() > 1:
+        assert threads.jobs_opened() == 1 and lonely.helpers == 0
+    assert cost == expected[0] and np.array_equal(grad, expected[1])

@@ -14,8 +14,9 @@ from twolayer import fast, param_count, unpack_params
 from twolayer.fast import compile as kernels_compile
 from twolayer.fast import numpy_blas, paths
 from twolayer.kernels import narrow, wide
-from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, next_task, pack_tile, param_views
+from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
+from twolayer.kernels.pool import next_task
 
 from .conftest import random_problem, run_python
 from .oracle import assert_close_to_oracle
@@ -241,7 +242,7 @@ def test_vectorized_exp_and_log_special_values(dtype):
         ("narrow.tiles_forward_backward", None),
         ("narrow.tiles_forward_backward_hinted", None),
         ("wide.tiles_forward_backward", None),
-        ("wide.wide_columns_serial", kernels_compile.ENTRY_KERNELS["blas_columns_serial"][1]),
+        ("wide.columns_job", kernels_compile.ENTRY_KERNELS["blas_columns_job"][1]),
         ("portable.hidden_forward_tail", kernels_compile.ENTRY_KERNELS["hidden_forward_tail"][1]),
         ("portable.output_forward_tail_columns", kernels_compile.ENTRY_KERNELS["output_forward_tail_columns"][1]),
         ("portable.hidden_backward_head", kernels_compile.ENTRY_KERNELS["hidden_backward_head"][1]),
@@ -304,19 +305,20 @@ def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dim
 
 
 def test_a_small_column_split_runs_on_one_thread_with_the_same_result(monkeypatch):
-    # Below COLUMNS_THREADED_MIN_FLOPS the split runs its serial twin even with threads
+    # Below COLUMNS_THREADED_MIN_FLOPS the split opens no job in the pool even with threads
     # to spare; forced onto the threads, the same blocks give the same bits.
     dims, n = (784, 128, 10), 4
     data, labels, params = random_problem(np.random.default_rng(12), n, dims)
     assert fast.paths.blas_columns(n, *dims, 8) is not None
     assert not fast.paths.columns_threaded(n, *dims, 8)
-    assert fast.entry_kernels("blas", n, dims, 8) == ["blas_columns_serial"]
+    assert fast.entry_kernels("blas", n, dims, 8) == ["blas_columns", "blas_columns_job"]
+    jobs = fast.threads.jobs_opened()
     serial = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    assert fast.threads.jobs_opened() == jobs
     monkeypatch.setitem(paths.COLUMNS_THREADED_MIN_FLOPS, 8, 0)
-    assert fast.entry_kernels("blas", n, dims, 8) == [
-        "blas_columns_" + ("parallel" if fast.get_num_threads() > 1 else "serial")
-    ]
     threaded = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    if fast.get_num_threads() > 1:
+        assert fast.threads.jobs_opened() == jobs + 1
     assert serial[0] == threaded[0] and np.array_equal(serial[1], threaded[1])
 
 
@@ -642,7 +644,7 @@ def test_a_second_process_loads_the_blas_kernels_with_numpys_blas_bound():
         "p = rng.standard_normal(61 * 40 + 41 * 7) * 0.3\n"
         "cost, grad = twolayer.forward_backward_prop(d, y, p, (60, 40, 7), backend='numba')\n"
         "print(repr(cost), float(np.abs(grad).sum()))\n"
-    ) + _cache_counts("blas_tiles", "blocks_serial", "blocks_parallel")
+    ) + _cache_counts("blas_tiles", "blocks", "blocks_job")
     cost, gsum, hits, misses = _second_run(code).split()
     assert int(hits) >= 1 and int(misses) == 0  # each BLAS kernel used, for float64
     rng = np.random.default_rng(5)

@@ -18,12 +18,11 @@ from .paths import (
     columns_threaded,
     narrow_chunks,
 )
-from .threads import THREADING_LAYER, get_num_threads, set_num_threads
+from .threads import get_num_threads, set_num_threads
 from .workspace import chunk_costs, scratch
 
 __all__ = [
     "PATHS",
-    "THREADING_LAYER",
     "choose_path",
     "entry_kernels",
     "forward_backward",
@@ -68,8 +67,8 @@ def entry_kernels(path, n, dims, itemsize):
     if family == "portable":
         return portable.entry_kernels(dims)
     if family == "blas_columns":
-        return [threads.variant(family, None if columns_threaded(n, *dims, itemsize) else 1)]
-    return [_TILES[family], threads.variant("blocks", min(get_num_threads(), cut[2]))]
+        return [family, family + "_job"]
+    return [_TILES[family], "blocks", "blocks_job"]
 
 
 # The tile loop of each chunked path (an entry kernel the runners call by its address).
@@ -88,8 +87,8 @@ def _compute(path, data, labels, params, dims, grad):
         R, JB, KB = cut
         ws = scratch(wide.columns_scratch_size(dims[1], dims[2], R), grad.dtype)
         args = (data, labels, params, *dims, R, JB, KB, ws, grad)
-        blocks = None if columns_threaded(data.shape[0], *dims, grad.itemsize) else 1
-        return threads.run(kernel, family, blocks, args, grad.dtype, blas=True)
+        n_threads = get_num_threads() if columns_threaded(data.shape[0], *dims, grad.itemsize) else 1
+        return threads.run(family, n_threads, args, grad.dtype, blas=True)
     # Workspace: one gradient accumulator per chunk, then one scratch region per block
     # (kernels/common.py). Chunks are fixed by the batch; blocks follow the thread count.
     T, per_chunk, chunks = cut
@@ -100,7 +99,7 @@ def _compute(path, data, labels, params, dims, grad):
     # the BLAS path's tile loop overwrites an accumulator with its first tile; the narrow one adds
     zero = family != "blas"
     args = (data, labels, params, *dims, T, per_chunk, blocks, ws, chunk_costs(chunks), grad, tiles, per_block, zero)
-    return threads.run(kernel, "blocks", blocks, args, grad.dtype, blas=family == "blas")
+    return threads.run("blocks", blocks, args, grad.dtype, blas=family == "blas")
 
 
 _empty = np.empty  # a module global: one lookup fewer on the N = 1 path
@@ -146,15 +145,14 @@ def runtime_info():
 
     lib = numpy_blas.bound()
     return {
-        "numba threading layer": THREADING_LAYER,
-        "numba threads": f"{get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+        "threads": f"{get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
+        "thread pool": threads.pool_description(),
         "wide layers": (
             f"BLAS path on NumPy's {lib.interface} OpenBLAS"
             if lib
             else "portable path (products through NumPy: its BLAS is not an OpenBLAS twolayer can bind)"
         ),
         "blas path gemm": numpy_blas.gemm_description() or "-",
-        "openmp spin after a parallel region": threads.omp_spin_description(),
         "openblas idle threads": numpy_blas.idle_spin_description(),
         "svml": bool(numba.config.USING_SVML),
         "llvm cpu": ll.get_host_cpu_name(),

@@ -13,7 +13,7 @@ import threading
 import numba
 from numba import types
 
-from ..kernels import blocks, narrow, portable, single, wide
+from ..kernels import blocks, narrow, pool, portable, single, wide
 from . import numpy_blas
 
 
@@ -31,26 +31,24 @@ def _simple(dt):  # data, labels, params, grad (the dimensions come from the sha
     return (ro2, ro2, ro1, rw1)
 
 
-def _chunked(dt):  # data, labels, params, Dx, H, Dy, tile rows, rows per chunk, blocks, ws, costs, grad
-    ro2, ro1, _, rw1 = _arrays(dt)
-    return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, types.Array(types.float64, 1, "C"), rw1)
-
-
 def _tile(dt):  # data, labels, params, grad, and the address of the narrow tile loop
     return (*_simple(dt), types.int64)
-
-
-def _runner(dt):  # _chunked, the address of the path's tile loop, its scratch per block, zero accumulators?
-    return (*_chunked(dt), types.int64, types.intp, types.boolean)
 
 
 def _tiles(dt):  # data, labels, params, Dx, H, Dy, r0, r1, tile rows, scratch, grad
     return blocks.tiles_signature(dt).args
 
 
-def _columns(dt):  # data, labels, params, Dx, H, Dy, tile rows, hidden and output block widths, ws, grad
-    ro2, ro1, _, rw1 = _arrays(dt)
-    return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
+def _chunks(dt):  # blocks.runner_signature, then the pool's (blocks.pool_signature)
+    return (*blocks.runner_signature(dt), *blocks.pool_signature())
+
+
+def _columns(dt):  # wide.columns_signature, then the pool's
+    return (*wide.columns_signature(dt), *blocks.pool_signature())
+
+
+def _job(dt):  # the thread id, the address of the call's arguments, a zero of type dt
+    return pool.job_signature(dt).args
 
 
 def _portable(name):
@@ -81,10 +79,10 @@ ENTRY_KERNELS = {
     "narrow_tiles": (narrow.narrow_tiles, _tiles),
     "narrow_tiles_hinted": (narrow.narrow_tiles_hinted, _tiles),
     "blas_tiles": (wide.wide_tiles, _tiles),
-    "blocks_serial": (blocks.blocks_serial, _runner),
-    "blocks_parallel": (blocks.blocks_parallel, _runner),
-    "blas_columns_serial": (wide.wide_columns_serial, _columns),
-    "blas_columns_parallel": (wide.wide_columns_parallel, _columns),
+    "blocks": (blocks.run_chunks, _chunks),
+    "blocks_job": (blocks.chunks_job, _job),
+    "blas_columns": (wide.wide_columns, _columns),
+    "blas_columns_job": (wide.columns_job, _job),
     **{
         name: (getattr(portable, name), _portable(name))
         for name in (
@@ -116,16 +114,30 @@ _addresses = {}  # (entry name, numpy dtype) -> the address of its compiled code
 
 
 def address(name, dtype):
-    """The address of tile loop ``name``'s compiled code for ``dtype`` (compiled or loaded
-    first), for the kernels that call it (kernels/blocks.py): Numba's own entry point of
-    the overload, as its first-class functions use it, valid for this process."""
+    """The address of entry kernel ``name``'s compiled code for ``dtype`` (compiled or
+    loaded first), for the kernels that call it (a tile loop, a job): Numba's own entry
+    point of the overload, as its first-class functions use it, valid for this process."""
     key = (name, dtype)
     found = _addresses.get(key)
     if found is None:
+        dispatcher, signature_of = ENTRY_KERNELS[name]
         dispatcher = kernel(name, dtype)
-        compiled = dispatcher.overloads[_tiles(numba.from_dtype(dtype))]
+        compiled = dispatcher.overloads[signature_of(numba.from_dtype(dtype))]
         found = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
     return found
+
+
+_helper = []  # the pool's helper start routine, once compiled or loaded
+
+
+def helper_address():
+    """The address of the pool's helper start routine (kernels/pool.py: helper_main), a C
+    callback compiled with the jobs, and cached like them."""
+    if not _helper:
+        with _lock:
+            if not _helper:
+                _helper.append(pool.compiled_helper_main())
+    return _helper[0].address
 
 
 def ready_address(name, dtype):
@@ -171,3 +183,5 @@ def _compile(name, dtype):
         _twins.setdefault(name, []).append(twin)  # it owns the compiled code
         dispatcher.add_overload(next(iter(twin.overloads.values())))
     _ready.add((name, dtype))
+    if name.endswith("_job") and not _helper:  # jobs need the pool's helpers: compile (or load) them now
+        _helper.append(pool.compiled_helper_main())

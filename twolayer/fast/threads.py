@@ -1,61 +1,101 @@
-"""Numba's thread pool: started with a short OpenMP spin, sized by set_num_threads, kept
-out of forked children where it cannot run, and never beside a spinning BLAS pool.
+"""twolayer's thread pool: native helper threads that take part in the parallel kernels'
+jobs beside the calling thread (kernels/pool.py), sized by set_num_threads.
 
-Two pools share the cores in a user's training loop: ours, and NumPy's BLAS threads,
-which run the user's own products. Each spins for a while after its work before it
-sleeps, and a spinning pool takes a core from the other. So ours spins briefly
-(OMP_SPIN_ROUNDS), and OpenBLAS's is shortened once (numpy_blas.shorten_idle_spin).
+Why our own pool, not Numba's OpenMP one: in a user's training loop, our calls alternate
+with the user's own NumPy code. An OpenMP worker either spins with `pause` (it takes a
+core from the user's BLAS threads: their products ran 1.8x as long beside it) or
+sleeps, and waking it cost this VM 25-50 us at the first call after the user's code.
+Ours spin on sched_yield(), which gives the core away whenever another thread wants it,
+and answers in under a microsecond (dev/idle_wait.py); they sleep after IDLE_NS without
+a job, and a call never waits for a helper: it starts, and helpers join as they come.
 """
 
+import atexit
+import ctypes
 import os
 import threading
+import time
 
 import numba
+import numpy as np
 
+from ..kernels import pool as slots
 from . import numpy_blas
+from .compile import address, helper_address, kernel
 
-# GNU OpenMP (Numba's "omp" layer) keeps its workers spinning for 300,000 rounds after
-# every parallel region before they sleep: 7-10 ms of a core, taken from whatever the
-# caller runs next. 10,000 rounds (~0.3 ms) still catch calls 100 us apart. libgomp reads
-# GOMP_SPINCOUNT once, when it loads, which is when Numba starts its pool here (unless
-# something loaded libgomp before). A setting of the user's is kept, and ours leaves the
-# environment again, so that child processes do not inherit it.
-OMP_SPIN_ROUNDS = 10_000
+# Idle time after which a helper sleeps. The user's code between two of our calls in a
+# training loop (an evaluation, a data load) takes milliseconds; a sleeping helper costs
+# the next call its wake-up (25-50 us here), a spinning one costs nothing on a core that
+# nobody else wants.
+IDLE_NS = 20_000_000
 
-
-def _start_numba_threads():
-    """Start Numba's thread pool (the layer is then known), with a short OpenMP spin.
-    Returns who chose libgomp's spin: "twolayer", "environment" or None (not ours to set)."""
-    user_set = "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ
-    from numba.np.ufunc import parallel
-
-    if user_set or getattr(parallel, "_is_initialized", True):
-        numba.get_num_threads()
-        return "environment" if user_set else None
-    os.environ["GOMP_SPINCOUNT"] = str(OMP_SPIN_ROUNDS)
-    try:
-        numba.get_num_threads()
-    finally:
-        del os.environ["GOMP_SPINCOUNT"]
-    return "twolayer"
+_threads = numba.config.NUMBA_NUM_THREADS
+_libc = ctypes.CDLL(None)
 
 
-_omp_spin_set_by = _start_numba_threads()
-THREADING_LAYER = numba.threading_layer()
-_threads = numba.get_num_threads()
-# GNU OpenMP cannot run a parallel region in a forked child (Numba aborts the process),
-# and the workqueue layer cannot even be entered twice at once: guard both.
-_FORK_UNSAFE = THREADING_LAYER in ("omp", "workqueue")
-_forked = False
-_workqueue_lock = threading.Lock() if THREADING_LAYER == "workqueue" else None
+class _Pool:
+    """The pool's memory (never freed: a helper may look at it until the process ends)
+    and its helper threads, started as calls need them."""
+
+    def __init__(self):
+        raw = ctypes.create_string_buffer(slots.POOL_SLOTS * 8 + 64)
+        _keep.append(raw)
+        start = -ctypes.addressof(raw) % 64
+        self.address = ctypes.addressof(raw) + start
+        self.slots = np.ctypeslib.as_array((ctypes.c_int64 * slots.POOL_SLOTS).from_address(self.address))
+        self.slots[:] = 0
+        self.slots[slots.NEXT_TID] = 1
+        self.slots[slots.IDLE_NS] = IDLE_NS
+        self.slots[slots.CLOCK] = time.CLOCK_MONOTONIC
+        for name, slot in (("pthread_mutex_init", slots.MUTEX), ("pthread_cond_init", slots.CONDITION)):
+            if getattr(_libc, name)(ctypes.c_void_p(self.address + 8 * slot), None) != 0:
+                raise OSError(f"{name} failed")
+        self.helpers = 0
+        self.lock = threading.Lock()  # one caller at a time opens jobs
+
+    def start_helpers(self, n):
+        """Start helpers until there are n."""
+        if self.helpers >= n:
+            return
+        routine = helper_address()
+        while self.helpers < n:
+            self.slots[slots.ALIVE] += 1
+            thread = ctypes.c_void_p()
+            if _libc.pthread_create(
+                ctypes.byref(thread), None, ctypes.c_void_p(routine), ctypes.c_void_p(self.address)
+            ):
+                self.slots[slots.ALIVE] -= 1
+                return  # no more threads to be had: calls run with the helpers there are
+            _libc.pthread_detach(thread)
+            self.helpers += 1
+
+    def stop(self, timeout=1.0):
+        """Ask the helpers to end, and wait for them (at exit: the memory stays, but the
+        code they run is unloaded with the process's modules)."""
+        self.slots[slots.STOP] = 1
+        _libc.pthread_mutex_lock(ctypes.c_void_p(self.address + 8 * slots.MUTEX))
+        _libc.pthread_cond_broadcast(ctypes.c_void_p(self.address + 8 * slots.CONDITION))
+        _libc.pthread_mutex_unlock(ctypes.c_void_p(self.address + 8 * slots.MUTEX))
+        deadline = time.monotonic() + timeout
+        while self.slots[slots.ALIVE] > 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+
+_keep = []  # the pools' memory, kept until the process ends
+
+
+_pool = _Pool()
 
 
 def _after_fork_in_child():
-    global _forked
-    _forked = True
+    # the child has none of the parent's helpers, and its copy of the pool may hold a job,
+    # helpers inside it, a locked mutex: start over
+    global _pool
+    _pool = _Pool()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(lambda: _pool.stop())
 
 
 def set_num_threads(n):
@@ -72,33 +112,21 @@ def get_num_threads():
     return _threads
 
 
-def variant(family, blocks):
-    """The entry kernel of ``family`` that runs ``blocks`` blocks (None: as many as there
-    are threads): ``family``_parallel over Numba's threads, or ``family``_serial where a
-    parallel launch is unsafe or pointless (one thread, one block, a forked child). Both
-    run the same chunks and reduce them in the same order: the result is bitwise the same."""
-    if _threads == 1 or blocks == 1 or (_forked and _FORK_UNSAFE):
-        return family + "_serial"
-    return family + "_parallel"
-
-
-def run(kernel, family, blocks, args, dtype, blas):
-    """Run the variant of ``family`` for ``blocks`` blocks on ``args``; ``kernel(name,
-    dtype)`` gives the compiled entry kernel. ``blas``: the kernels call the bound BLAS,
-    held at one thread meanwhile."""
+def run(family, threads, args, dtype, blas):
+    """Run parallel entry kernel ``family`` on ``args`` with up to ``threads`` threads (the
+    caller and helpers of the pool); ``blas``: its jobs call the bound BLAS, held at one
+    thread meanwhile. Results do not depend on how many threads take part."""
     numpy_blas.shorten_idle_spin()
-    name = variant(family, blocks)
-    if name.endswith("_serial"):
-        return _run(kernel(name, dtype), args, blas)
-    if _workqueue_lock is not None and not _workqueue_lock.acquire(blocking=False):
-        return _run(kernel(family + "_serial", dtype), args, blas)  # another thread is inside the workqueue pool
-    try:
-        if numba.get_num_threads() != _threads:
-            numba.set_num_threads(_threads)  # Numba's count is per calling thread
-        return _run(kernel(name, dtype), args, blas)
-    finally:
-        if _workqueue_lock is not None:
-            _workqueue_lock.release()
+    fn, job = kernel(family, dtype), address(family + "_job", dtype)
+    pool = _pool
+    threads = min(threads, _threads)
+    if threads > 1 and pool.lock.acquire(blocking=False):  # else another thread has the pool: run alone
+        try:
+            pool.start_helpers(threads - 1)
+            return _run(fn, (*args, pool.slots, True, job, threads), blas)
+        finally:
+            pool.lock.release()
+    return _run(fn, (*args, pool.slots, False, job, 1), blas)
 
 
 def _run(fn, args, blas):
@@ -108,11 +136,18 @@ def _run(fn, args, blas):
     return fn(*args)
 
 
-def omp_spin_description():
-    if THREADING_LAYER != "omp":
-        return f"not OpenMP (threading layer {THREADING_LAYER})"
-    if _omp_spin_set_by == "twolayer":
-        return f"{OMP_SPIN_ROUNDS} rounds (set by twolayer)"
-    if _omp_spin_set_by == "environment":
-        return "as GOMP_SPINCOUNT / OMP_WAIT_POLICY say"
-    return "libgomp's own (Numba's pool was started before twolayer)"
+def jobs_opened():
+    """How many jobs this process's pool has opened (calls that ran with helpers)."""
+    return int(_pool.slots[slots.LAST])
+
+
+def helpers_asleep():
+    return int(_pool.slots[slots.SLEEPING])
+
+
+def helpers_started():
+    return _pool.helpers
+
+
+def pool_description():
+    return f"{_pool.helpers} helper threads started, spinning on sched_yield for {IDLE_NS / 1e6:g} ms when idle"

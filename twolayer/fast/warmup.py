@@ -28,9 +28,8 @@ COST = {
     "narrow_tiles": 5,
     "narrow_tiles_hinted": 5,
     "blas_tiles": 6,
-    "blocks_parallel": 1.5,
-    "blas_columns_parallel": 7,
-    "blas_columns_serial": 5,
+    "blocks_job": 1,
+    "blas_columns_job": 4,
 }
 
 
