@@ -150,4 +150,7 @@ def helpers_started():
 
 
 def pool_description():
-    return f"{_pool.helpers} helper threads started, spinning on sched_yield for {IDLE_NS / 1e6:g} ms when idle"
+    return (
+        f"twolayer's own: {_threads - 1} helper thread(s) beside the caller, idle ones spin on"
+        f" sched_yield for {IDLE_NS / 1e6:g} ms, then sleep"
+    )
