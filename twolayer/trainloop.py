@@ -166,7 +166,8 @@ def _api_call(backend, dims):
 
 def format_loop_table(records, fast="numba", markdown=False):
     """Per point: each backend's step time, then ``fast``'s step speedup over numpy and
-    its call's time alone and in the loop."""
+    its call's time alone and in the loop, and numpy's call in the loop over alone (what
+    the loop's fresh data cost any backend)."""
     backends = list(dict.fromkeys(r.backend for r in records))
     rows = {}
     for r in records:
@@ -180,6 +181,7 @@ def format_loop_table(records, fast="numba", markdown=False):
         f"{fast} call alone ms",
         "in loop ms",
         "in loop / alone",
+        "numpy's in loop / alone",
     ]
     lines = [header]
     for (shape, n, dtype), by_backend in rows.items():
@@ -196,5 +198,6 @@ def format_loop_table(records, fast="numba", markdown=False):
             if r
             else ["-"] * 4
         )
+        line.append(f"{by_backend['numpy'].in_loop_ratio:.2f}" if "numpy" in by_backend else "-")
         lines.append(line)
     return render_table(lines, markdown)
