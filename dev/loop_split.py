@@ -6,6 +6,7 @@ numba backend's step speedup over the NumPy backend, and its call alone and in t
 """
 
 import sys
+
 from twolayer.fast import paths
 from twolayer.trainloop import measure_loop_point
 
