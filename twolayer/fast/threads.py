@@ -31,6 +31,8 @@ IDLE_NS = 20_000_000
 
 _threads = numba.config.NUMBA_NUM_THREADS
 _libc = ctypes.CDLL(None)
+_libc.calloc.restype = ctypes.c_void_p
+_libc.calloc.argtypes = (ctypes.c_size_t, ctypes.c_size_t)
 
 
 class _Pool:
@@ -38,10 +40,10 @@ class _Pool:
     and its helper threads, started as calls need them."""
 
     def __init__(self):
-        raw = ctypes.create_string_buffer(slots.POOL_SLOTS * 8 + 64)
-        _keep.append(raw)
-        start = -ctypes.addressof(raw) % 64
-        self.address = ctypes.addressof(raw) + start
+        raw = _libc.calloc(slots.POOL_SLOTS * 8 + 64, 1)  # never freed: see the class
+        if not raw:
+            raise MemoryError("twolayer's thread pool: calloc failed")
+        self.address = raw + (-raw % 64)
         self.slots = np.ctypeslib.as_array((ctypes.c_int64 * slots.POOL_SLOTS).from_address(self.address))
         self.slots[:] = 0
         self.slots[slots.NEXT_TID] = 1
@@ -79,9 +81,6 @@ class _Pool:
         deadline = time.monotonic() + timeout
         while self.slots[slots.ALIVE] > 0 and time.monotonic() < deadline:
             time.sleep(0.001)
-
-
-_keep = []  # the pools' memory, kept until the process ends
 
 
 _pool = _Pool()
