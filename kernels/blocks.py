@@ -93,6 +93,7 @@ def run_block(
     Dy,
     T,
     rows_per_chunk,
+    blocks,
     ws,
     costs,
     grad,
@@ -101,9 +102,10 @@ def run_block(
     zero_accumulators,
     counters,
 ):
-    # Block b: chunks taken until none is left, in one scratch region of scratch_size,
-    # each through the tile loop at address ``tiles`` into its own accumulator (zeroed
-    # first unless the loop's first tile overwrites it), its cost into costs[c].
+    # Block b (of ``blocks``): chunks taken until none is left, in one scratch region of
+    # scratch_size, each through the tile loop at address ``tiles`` into its own
+    # accumulator (zeroed first unless the loop's first tile overwrites it), its cost
+    # into costs[c].
     fn = tiles_at(tiles, grad)
     scratch = block_scratch(b, ws, costs.shape[0], grad.shape[0], scratch_size)
     c = next_task(counters, CHUNKS_TAKEN)
@@ -127,44 +129,11 @@ def chunks_job(tid, address, zero):
     """Thread tid's share of a run_chunks call: block tid (if there is one), then slices
     of the reduction once every chunk is done. Each element is summed in chunk order
     whichever thread takes its slice, so the result is bitwise the same."""
-    (
-        data,
-        labels,
-        params,
-        Dx,
-        H,
-        Dy,
-        T,
-        rows_per_chunk,
-        blocks,
-        ws,
-        costs,
-        grad,
-        tiles,
-        scratch_size,
-        zero_accumulators,
-        counters,
-    ) = _unstash_chunks(address, zero)
+    args = _unstash_chunks(address, zero)  # run_chunks' arguments, then the counters
+    blocks, ws, costs, grad, counters = args[8], args[9], args[10], args[11], args[15]
     if tid >= blocks:
         return
-    run_block(
-        tid,
-        data,
-        labels,
-        params,
-        Dx,
-        H,
-        Dy,
-        T,
-        rows_per_chunk,
-        ws,
-        costs,
-        grad,
-        tiles,
-        scratch_size,
-        zero_accumulators,
-        counters,
-    )
+    run_block(tid, *args)
     wait_until(counters, CHUNKS_DONE, costs.shape[0])
     slices = blocks if grad.shape[0] >= PARALLEL_REDUCTION_MIN_P else 1
     s = next_task(counters, SLICES_TAKEN)

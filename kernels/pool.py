@@ -278,6 +278,7 @@ def zero_of(typingctx, array):
 
 @intrinsic
 def zero_is_single(typingctx, zero):
+    """Whether zero is a float32 (known when compiling)."""
     if not isinstance(zero, types.Float):
         return None
 
