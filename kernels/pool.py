@@ -310,21 +310,28 @@ def run_job(pool, helpers, job, args, zero, threads):
         _unlock(pool)
     job_at(job, zero)(0, args, zero)
     store(pool, JOB, 0)
+    spins = 0
     while load(pool, INSIDE) != 0:  # a helper still inside reads our stack
-        _pause()
+        spins = _spin_once(spins)
 
 
 @njit(**JIT)
 def wait_until(counters, i, value):
-    """Spin until counters[i] reaches ``value`` (other threads finish their tasks); after a
-    while, yield the core between looks, in case one of them waits for it."""
+    """Spin until counters[i] reaches ``value`` (other threads finish their tasks)."""
     spins = 0
     while load(counters, i) < value:
-        spins += 1
-        if spins < 4096:
-            _pause()
-        else:
-            _sched_yield()
+        spins = _spin_once(spins)
+
+
+@njit(**JIT)
+def _spin_once(spins):
+    # one round of a short wait: pause at first, then yield the core, in case the thread
+    # waited for shares it (more threads than cores)
+    if spins < 4096:
+        _pause()
+    else:
+        _sched_yield()
+    return spins + 1
 
 
 @njit(**JIT)
