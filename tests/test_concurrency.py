@@ -253,3 +253,27 @@ def test_a_call_whose_helpers_never_come_finishes_alone_with_the_same_bits(monke
     if fast.get_num_threads() > 1:
         assert threads.jobs_opened() == 1 and lonely.helpers == 0
     assert cost == expected[0] and np.array_equal(grad, expected[1])
+
+
+_OVERSUBSCRIBED = """
+import numpy as np, twolayer
+from twolayer.fast import threads
+from twolayer.benchmark import make_problem
+results = {}
+for threads_used in (6, 1, 6):
+    twolayer.set_num_threads(threads_used)
+    for dims, n in [((10, 5, 10), 5000), ((784, 128, 10), 600), ((256, 300, 70), 40)]:
+        d, y, p = make_problem(dims, n, "float64")
+        for _ in range(20):
+            cost, grad = twolayer.forward_backward_prop(d, y, p, dims, backend="numba")
+        first = results.setdefault((dims, n), (cost, grad))
+        assert cost == first[0] and np.array_equal(grad, first[1]), (dims, n, threads_used)
+print(threads.helpers_started())
+"""
+
+
+@pytest.mark.slow
+def test_more_threads_than_cores_give_the_same_bits_and_finish():
+    # Six threads on this machine's cores: helpers that wait for one another yield the core.
+    result = run_python(code=_OVERSUBSCRIBED, env={"NUMBA_NUM_THREADS": "6"}, timeout=300)
+    assert int(result.stdout) == 5
