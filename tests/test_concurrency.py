@@ -2,6 +2,7 @@
 
 import multiprocessing
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -277,3 +278,20 @@ def test_more_threads_than_cores_give_the_same_bits_and_finish():
     # Six threads on this machine's cores: helpers that wait for one another yield the core.
     result = run_python(code=_OVERSUBSCRIBED, env={"NUMBA_NUM_THREADS": "6"}, timeout=300)
     assert int(result.stdout) == 5
+
+
+@pytest.mark.slow
+def test_calls_as_helpers_fall_asleep_and_wake_give_the_same_bits():
+    # Pauses around the helpers' idle time (threads.IDLE_NS) put calls at every moment of
+    # a helper's spin, its fall asleep and its wake-up.
+    dims, data, labels, params = next(p for p in _problems() if p[1].shape[0] == 3000)
+    expected = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+    pauses = np.random.default_rng(5).uniform(0, 2 * threads.IDLE_NS / 1e9, 150)
+    jobs, joined = threads.jobs_opened(), threads.jobs_joined()
+    for pause in pauses:
+        time.sleep(pause)
+        cost, grad = twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")
+        assert cost == expected[0] and np.array_equal(grad, expected[1])
+    if fast.get_num_threads() > 1:
+        assert threads.jobs_opened() == jobs + len(pauses)
+        assert threads.jobs_joined() > joined  # the helper still comes after its sleeps

@@ -140,6 +140,11 @@ def jobs_opened():
     return int(_pool.slots[slots.LAST])
 
 
+def jobs_joined():
+    """How many times a helper took part in a job of this process's pool."""
+    return int(_pool.slots[slots.JOINED])
+
+
 def helpers_asleep():
     return int(_pool.slots[slots.SLEEPING])
 
