@@ -153,7 +153,7 @@ def others_cpu(seconds):  # CPU time of all threads but this one
     time.sleep(seconds)
     return time.process_time() - time.thread_time() - t
 fast.forward_backward(data, labels, params, dims)
-spinning = others_cpu(threads.IDLE_NS / 2e9)
+spinning = others_cpu(0.01)  # half the default idle time
 time.sleep(threads.IDLE_NS / 1e9)
 asleep, sleepers = others_cpu(0.2), threads.helpers_asleep()
 jobs = threads.jobs_opened()
@@ -162,14 +162,32 @@ print(spinning, asleep, sleepers, threads.jobs_opened() - jobs, threads.helpers_
 """
 
 
-@pytest.mark.slow
-def test_idle_helpers_sleep_after_the_idle_time_and_a_call_wakes_them():
-    result = run_python(code=_POOL_PROBE, env={"NUMBA_NUM_THREADS": "2"})
+def _pool_probe(**env):
+    result = run_python(code=_POOL_PROBE, env={"NUMBA_NUM_THREADS": "2", "TWOLAYER_SPIN_MS": None, **env})
     spinning, asleep, sleepers, jobs, helpers = result.stdout.split()
     assert int(helpers) == 1 and int(jobs) == 1
     assert int(sleepers) == 1
-    assert float(asleep) < 0.02, result.stdout
-    assert float(spinning) > float(asleep), result.stdout
+    return float(spinning), float(asleep)
+
+
+@pytest.mark.slow
+def test_idle_helpers_sleep_after_the_idle_time_and_a_call_wakes_them():
+    spinning, asleep = _pool_probe()
+    assert asleep < 0.02, (spinning, asleep)
+    assert spinning > asleep, (spinning, asleep)
+    # TWOLAYER_SPIN_MS=0: asleep right after each call, so no busy core to see
+    spinning, asleep = _pool_probe(TWOLAYER_SPIN_MS="0")
+    assert spinning < 0.005 and asleep < 0.02, (spinning, asleep)
+
+
+def test_a_bad_spin_setting_is_a_clear_error_at_the_first_call():
+    code = (
+        "import numpy as np, twolayer\n"
+        "twolayer.forward_backward_prop(np.ones((1, 2)), np.ones((1, 2)), np.ones(12), (2, 2, 2))"
+    )
+    result = run_python(code=code, env={"TWOLAYER_SPIN_MS": "lots"}, check=False)
+    assert result.returncode == 1
+    assert "ValueError: TWOLAYER_SPIN_MS: expected milliseconds from 0 to 60000, got 'lots'" in result.stderr
 
 
 # CPU time NumPy's OpenBLAS workers burn in the 50 ms after a threaded product: their idle

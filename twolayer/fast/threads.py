@@ -26,8 +26,25 @@ from .compile import address, helper_address, kernel
 # Idle time after which a helper sleeps. The user's code between two of our calls in a
 # training loop (an evaluation, a data load) takes milliseconds; a sleeping helper costs
 # the next call its wake-up (25-50 us here), a spinning one costs nothing on a core that
-# nobody else wants.
-IDLE_NS = 20_000_000
+# nobody else wants, but shows as a busy core. TWOLAYER_SPIN_MS sets it (0: sleep at once).
+SPIN_ENV = "TWOLAYER_SPIN_MS"
+DEFAULT_SPIN_MS = 20
+
+
+def _idle_ns():
+    value = os.environ.get(SPIN_ENV, "")
+    if value == "":
+        return DEFAULT_SPIN_MS * 1_000_000
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not 0 <= ms <= 60_000:
+        raise ValueError(f"{SPIN_ENV}: expected milliseconds from 0 to 60000, got {value!r}")
+    return int(ms * 1_000_000)
+
+
+IDLE_NS = _idle_ns()
 
 _threads = numba.config.NUMBA_NUM_THREADS
 _libc = ctypes.CDLL(None)
@@ -154,7 +171,8 @@ def helpers_started():
 
 
 def pool_description():
+    source = f"{SPIN_ENV}={os.environ[SPIN_ENV]}" if os.environ.get(SPIN_ENV) else f"default; {SPIN_ENV} sets it"
     return (
         f"twolayer's own: {_threads - 1} helper thread(s) beside the caller, idle ones spin on"
-        f" sched_yield for {IDLE_NS / 1e6:g} ms, then sleep"
+        f" sched_yield for {IDLE_NS / 1e6:g} ms ({source}), then sleep"
     )
