@@ -1,5 +1,5 @@
 """The numba backend: picks a path (paths.py), compiles its kernels on first use
-(compile.py, or ahead: warmup.py), runs them over Numba's threads (threads.py) with
+(compile.py, or ahead: warmup.py), runs them on our thread pool (threads.py) with
 NumPy's BLAS bound for the products (numpy_blas.py) or through NumPy itself
 (portable.py), in per-thread scratch (workspace.py)."""
 

@@ -120,9 +120,8 @@ def address(name, dtype):
     key = (name, dtype)
     found = _addresses.get(key)
     if found is None:
-        dispatcher, signature_of = ENTRY_KERNELS[name]
-        dispatcher = kernel(name, dtype)
-        compiled = dispatcher.overloads[signature_of(numba.from_dtype(dtype))]
+        signature_of = ENTRY_KERNELS[name][1]
+        compiled = kernel(name, dtype).overloads[signature_of(numba.from_dtype(dtype))]
         found = _addresses[key] = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
     return found
 
@@ -135,9 +134,13 @@ def helper_address():
     callback compiled with the jobs, and cached like them."""
     if not _helper:
         with _lock:
-            if not _helper:
-                _helper.append(pool.compiled_helper_main())
+            _load_helper()
     return _helper[0].address
+
+
+def _load_helper():  # with _lock held
+    if not _helper:
+        _helper.append(pool.compiled_helper_main())
 
 
 def ready_address(name, dtype):
@@ -183,5 +186,5 @@ def _compile(name, dtype):
         _twins.setdefault(name, []).append(twin)  # it owns the compiled code
         dispatcher.add_overload(next(iter(twin.overloads.values())))
     _ready.add((name, dtype))
-    if name.endswith("_job") and not _helper:  # jobs need the pool's helpers: compile (or load) them now
-        _helper.append(pool.compiled_helper_main())
+    if name.endswith("_job"):  # jobs need the pool's helpers: compile (or load) them now
+        _load_helper()
