@@ -16,6 +16,7 @@ from numba.extending import intrinsic
 from .common import (
     ENTRY,
     JIT,
+    array_types,
     block_scratch,
     chunk_accumulator,
     chunk_rows,
@@ -29,9 +30,7 @@ from .pool import COUNTER_STRIDE, fetch_add, next_task, run_job, stash, unstash_
 def tiles_signature(dt):
     """The signature of every tile loop: cost = tiles(data, labels, params, Dx, H, Dy, r0,
     r1, tile rows, scratch, grad), arrays of float type ``dt``."""
-    ro2 = types.Array(dt, 2, "C", readonly=True)
-    ro1 = types.Array(dt, 1, "C", readonly=True)
-    rw1 = types.Array(dt, 1, "C")
+    ro2, ro1, rw1 = array_types(dt)
     return types.float64(ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
 
 
@@ -53,7 +52,7 @@ def runner_signature(dt):
     """The arguments of run_chunks before the pool's: data, labels, params, Dx, H, Dy, tile
     rows, rows per chunk, blocks, ws, costs, grad, the address of the path's tile loop,
     its scratch per block, and whether to zero the accumulators first."""
-    ro2, _, ro1, *_, rw1 = tiles_signature(dt).args
+    ro2, ro1, rw1 = array_types(dt)
     return (
         ro2,
         ro2,

@@ -36,6 +36,13 @@ JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
 ENTRY = dict(JIT, cache=True)
 
 
+def array_types(dt):
+    """The array types of the entry kernels' signatures, for float type dt: read-only 2-D
+    and 1-D inputs (read-only and writeable arrays then share one compiled version), a
+    writeable 1-D output."""
+    return types.Array(dt, 2, "C", readonly=True), types.Array(dt, 1, "C", readonly=True), types.Array(dt, 1, "C")
+
+
 @intrinsic
 def _matrix_view(typingctx, flat, rows, cols):
     """(rows, cols) C-contiguous view of a 1-D C-contiguous array, unchecked."""
@@ -291,21 +298,11 @@ def chunk_rows(c, rows_per_chunk, n):
 
 
 @njit(**JIT)
-def reduce_chunks(ws, costs, grad):
-    """grad += the accumulators of chunks 1.. in chunk order; returns the summed cost.
-
-    The order does not depend on which thread ran which chunk, so results are bitwise
-    the same for any thread count.
-    """
-    reduce_slice(0, 1, ws, costs.shape[0], grad)
-    return sum_costs(costs)
-
-
-@njit(**JIT)
 def reduce_slice(s, slices, ws, chunks, grad):
     """Slice s of ``slices`` equal slices of grad += the accumulators of chunks 1.., in
     chunk order: each element is summed in the same order however the slices are shared
-    out, so slices may run on different threads."""
+    out, so slices may run on different threads, and results are bitwise the same for
+    any thread count."""
     P = grad.shape[0]
     per = -(-P // slices)
     a, b = s * per, min(P, (s + 1) * per)

@@ -27,6 +27,7 @@ from numba.extending import register_jitable
 from .common import (
     ENTRY,
     JIT,
+    array_types,
     matrix,
     pack_tile,
     param_views,
@@ -377,11 +378,7 @@ def columns_stage(
 def columns_signature(dt):
     """The arguments of wide_columns before the pool's: data, labels, params, Dx, H, Dy,
     tile rows, hidden and output block widths, ws, grad."""
-    ro2, ro1, rw1 = (
-        types.Array(dt, 2, "C", readonly=True),
-        types.Array(dt, 1, "C", readonly=True),
-        types.Array(dt, 1, "C"),
-    )
+    ro2, ro1, rw1 = array_types(dt)
     return (ro2, ro2, ro1, *(types.intp,) * 6, rw1, rw1)
 
 

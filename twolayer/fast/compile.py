@@ -14,16 +14,13 @@ import numba
 from numba import types
 
 from ..kernels import blocks, narrow, pool, portable, single, wide
+from ..kernels.common import array_types
 from . import numpy_blas
 
 
-def _arrays(dt):
-    return (
-        types.Array(dt, 2, "C", readonly=True),
-        types.Array(dt, 1, "C", readonly=True),
-        types.Array(dt, 2, "C"),
-        types.Array(dt, 1, "C"),
-    )
+def _arrays(dt):  # read-only 2-D and 1-D, writeable 2-D and 1-D
+    ro2, ro1, rw1 = array_types(dt)
+    return ro2, ro1, types.Array(dt, 2, "C"), rw1
 
 
 def _simple(dt):  # data, labels, params, grad (the dimensions come from the shapes)
