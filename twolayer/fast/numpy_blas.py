@@ -254,7 +254,7 @@ def fits(*sizes):
 
 
 class SingleThreaded:
-    """Holds the bound BLAS at one thread while blocks run in Numba's threads, so that one
+    """Holds the bound BLAS at one thread while blocks run on our pool's threads, so that one
     thread pool is busy at a time; restores the previous count when the last concurrent
     caller leaves.
 

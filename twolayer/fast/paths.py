@@ -5,9 +5,9 @@ Paths (kernels/):
   row       single.py    one row at a time; the tiniest batches, where the call is the
                          cost, and a few rows when W1 is too big for the cache
   tile      narrow.py    one transposed tile, no threads; small batches of narrow layers
-  narrow    narrow.py    fixed chunks of tiles over Numba's threads; narrow layers
+  narrow    narrow.py    fixed chunks of tiles over our pool's threads; narrow layers
   blas      wide.py      NumPy's OpenBLAS for the products, called single-threaded on
-                         fixed chunks over Numba's threads; wider layers
+                         fixed chunks over our pool's threads; wider layers
   portable  portable.py  the products through NumPy (any BLAS, its own threads), the
                          elementwise stages fused in between; wider layers where NumPy's
                          BLAS cannot be bound
