@@ -156,7 +156,9 @@ def test_bench_loop_times_the_training_loop_and_the_gate_reads_it(tmp_path):
         str(path),
     )
     assert result.returncode == 0, result.stderr
-    assert "step speedup" in result.stdout and "in loop / alone" in result.stdout
+    assert (
+        "step speedup" in result.stdout and "in loop / alone" in result.stdout and "step cost / alone" in result.stdout
+    )
     records = json.loads(path.read_text())["loop_records"]
     assert {(r["shape"], r["n"], r["backend"]) for r in records} == {
         (s, 64, b) for s in ("cs224n", "mnist") for b in ("numpy", "numba")
@@ -164,6 +166,8 @@ def test_bench_loop_times_the_training_loop_and_the_gate_reads_it(tmp_path):
     for r in records:
         assert r["step_seconds"] > r["call_seconds"] > 0 and r["alone_seconds"] > 0
         assert r["in_loop_ratio"] == pytest.approx(r["call_seconds"] / r["alone_seconds"])
+        assert r["in_step_ratio"] == pytest.approx(r["step_cost_seconds"] / r["alone_seconds"])
+        assert r["step_cost_seconds"] < r["step_seconds"]  # the loop around the call costs time too
         assert r["step_speedup"] == pytest.approx(1.0) if r["backend"] == "numpy" else r["step_speedup"] > 0
     report = twolayer_cli("report", str(path))
     assert report.returncode == 0 and report.stdout.count("float64") == 2
@@ -248,3 +252,23 @@ def test_the_loops_call_time_leaves_out_rare_stalls_but_not_the_calls_after_eval
     after_evaluations = [1.0] * (200 - 200 // EVAL_EVERY) + [5.0] * (200 // EVAL_EVERY)
     assert mean_without_stalls(after_evaluations) > 1.0 + 3.0 / EVAL_EVERY
     assert mean_without_stalls([2.0, 7.0]) == 4.5  # too few calls to leave any out
+
+
+def test_the_stored_result_loop_runs_the_users_code_around_a_call_that_computes_nothing():
+    import numpy as np
+
+    import twolayer
+    from twolayer.trainloop import LEARNING_RATE, make_loop, run_steps, stored_call
+
+    problem = make_loop("cs224n", 8, "float64")
+    call = stored_call(problem)
+    first = problem.X[:8], problem.Y[:8]
+    expected_cost, expected_grad = twolayer.forward_backward_prop(*first, problem.params, problem.dims, backend="numpy")
+    cost, grad = call(problem.X[8:16], problem.Y[8:16], problem.params)  # other data: the same stored result
+    assert cost == expected_cost and np.array_equal(grad, expected_grad)
+    params = problem.params.copy()
+    step_times, call_times = run_steps(call, problem, params, 20, np.random.default_rng(0))
+    assert len(step_times) == 20 and max(call_times) < min(step_times)
+    np.testing.assert_allclose(
+        params, problem.params - 20 * LEARNING_RATE * expected_grad
+    )  # the user's update still ran

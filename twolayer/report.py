@@ -40,6 +40,7 @@ def load_loop(path):
                         info["call_seconds"],
                         info["alone_seconds"],
                         info.get("step_speedup"),
+                        info.get("step_cost_seconds"),
                     )
                 )
         return records

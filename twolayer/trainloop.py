@@ -5,10 +5,13 @@ quiet machine miss what happens here: thread pools that spin after their work an
 a core from the next one, threads that fell asleep and must be woken, data fresh from
 another core's cache.
 
-For each backend: the step time (what the user waits for), the call's mean time inside
-the loop (the slowest 1% of calls left out: time slices lost to other programs, which the
-median alone leaves out too; the calls after each evaluation are 10%, and stay in), and
-its median time alone (back to back on one batch, after a quiet moment).
+For each backend: the step time (what the user waits for); the call's cost to the loop,
+its step time minus that of the same loop whose call returns a stored result (what it
+costs the user's code too: data it left in the other core's cache, threads that compete
+with the user's); the call's own mean time inside the loop (the slowest 1% of calls left
+out: time slices lost to other programs, which the median alone leaves out too; the calls
+after each evaluation are 10%, and stay in); and its median time alone (back to back on
+one batch, after a quiet moment).
 """
 
 import statistics
@@ -33,11 +36,12 @@ VALIDATION_ROWS = 2_000
 EVAL_EVERY = 10
 LEARNING_RATE = 1e-3
 STALLS = 0.01  # the share of slowest calls in the loop left out of its mean
+STORED = "stored result"  # the baseline loop, its call returning a stored result
 
 
-def mean_without_stalls(call_times):
-    """The mean of the calls in the loop, the slowest STALLS of them left out."""
-    kept = sorted(call_times)[: max(1, round(len(call_times) * (1 - STALLS)))]
+def mean_without_stalls(times):
+    """The mean of the calls (or steps) in the loop, the slowest STALLS of them left out."""
+    kept = sorted(times)[: max(1, round(len(times) * (1 - STALLS)))]
     return statistics.fmean(kept)
 
 
@@ -57,6 +61,15 @@ def make_loop(shape, batch, dtype, seed=0):
     dims = SHAPES[shape]
     X, Y, params = make_problem(dims, max(TRAIN_ROWS, batch), dtype, seed=seed)
     return LoopProblem(shape, dims, batch, np.dtype(dtype).name, X, Y, X[:VALIDATION_ROWS].copy(), params)
+
+
+def stored_call(problem, backend="numpy"):
+    """A call that returns a stored result (``backend``'s for the first batch) at once: the
+    loop around it is the user's code alone, the baseline of the call's cost to the loop."""
+    cost, grad = forward_backward_prop(
+        problem.X[: problem.batch], problem.Y[: problem.batch], problem.params.copy(), problem.dims, backend=backend
+    )
+    return lambda data, labels, params: (cost, grad)
 
 
 def run_steps(call, problem, params, steps, rng, clock=time.perf_counter):
@@ -106,21 +119,33 @@ class LoopRecord:
     call_seconds: float  # mean of the call inside the loop, without stalls
     alone_seconds: float  # median of the call back to back, alone
     step_speedup: float = None  # numpy's step time over this backend's, same run
+    # the step time minus that of the same loop whose call returns a stored result (both
+    # means without stalls, as the call's): the call's cost to the loop
+    step_cost_seconds: float = None
     scenario: str = "training loop"
 
     @property
     def in_loop_ratio(self):
+        """The call's own time in the loop over its time alone."""
         return self.call_seconds / self.alone_seconds
 
+    @property
+    def in_step_ratio(self):
+        """The call's cost to the loop over its time alone; None for runs saved without
+        the stored-result loop."""
+        return None if self.step_cost_seconds is None else self.step_cost_seconds / self.alone_seconds
+
     def as_dict(self):
-        return {**asdict(self), "in_loop_ratio": self.in_loop_ratio}
+        return {**asdict(self), "in_loop_ratio": self.in_loop_ratio, "in_step_ratio": self.in_step_ratio}
 
 
 def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, settle=0.15, make_call=None):
-    """One LoopRecord per backend. The backends take ``rounds`` turns of the loop (each
-    after ``settle`` seconds of quiet), sharing ``budget`` seconds; then each is timed alone."""
+    """One LoopRecord per backend. The backends, and the loop whose call returns a stored
+    result, take ``rounds`` turns of the loop (each after ``settle`` seconds of quiet),
+    sharing ``budget`` seconds; then each backend is timed alone."""
     problem = make_loop(shape, batch, dtype)
     calls = {b: (make_call(b, problem.dims, dtype) if make_call else _api_call(b, problem.dims)) for b in backends}
+    calls[STORED] = stored_call(problem)
     for call in calls.values():  # compile, warm the workspaces
         call(problem.X[:batch], problem.Y[:batch], problem.params.copy())
     steps = {}
@@ -129,8 +154,8 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
         t = time.perf_counter()
         run_steps(call, problem, params, EVAL_EVERY, np.random.default_rng(0))
         per_step = (time.perf_counter() - t) / EVAL_EVERY
-        steps[b] = max(2, int(budget / (2 * rounds * len(backends)) / per_step) // EVAL_EVERY) * EVAL_EVERY
-    times = {b: ([], []) for b in backends}
+        steps[b] = max(2, int(budget / (2 * rounds * len(calls)) / per_step) // EVAL_EVERY) * EVAL_EVERY
+    times = {b: ([], []) for b in calls}
     for turn in range(rounds):
         for b, call in calls.items():
             time.sleep(settle)
@@ -140,8 +165,8 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
             times[b][1].extend(call_times)
     data, labels = problem.X[:batch].copy(), problem.Y[:batch].copy()
     records = []
-    for b, call in calls.items():
-        alone = time_alone(call, data, labels, problem.params.copy(), budget / (2 * len(backends)), settle)
+    for b in backends:
+        alone = time_alone(calls[b], data, labels, problem.params.copy(), budget / (2 * len(backends)), settle)
         records.append(
             LoopRecord(
                 shape,
@@ -152,6 +177,7 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
                 statistics.fmean(times[b][0]),
                 mean_without_stalls(times[b][1]),
                 alone,
+                step_cost_seconds=mean_without_stalls(times[b][0]) - mean_without_stalls(times[STORED][0]),
             )
         )
     numpy_step = next((r.step_seconds for r in records if r.backend == "numpy"), None)
@@ -165,9 +191,11 @@ def _api_call(backend, dims):
 
 
 def format_loop_table(records, fast="numba", markdown=False):
-    """Per point: each backend's step time, then ``fast``'s step speedup over numpy and
-    its call's time alone and in the loop, and numpy's call in the loop over alone (what
-    the loop's fresh data cost any backend)."""
+    """Per point: each backend's step time, then ``fast``'s step speedup over numpy, its
+    call's time alone and in the loop, and two ratios to its time alone: the call's own
+    time in the loop, and its cost to the step (step time minus the stored-result loop's,
+    "-" for runs saved without it); then numpy's two ratios (what the loop's fresh data
+    cost any backend)."""
     backends = list(dict.fromkeys(r.backend for r in records))
     rows = {}
     for r in records:
@@ -181,7 +209,9 @@ def format_loop_table(records, fast="numba", markdown=False):
         f"{fast} call alone ms",
         "in loop ms",
         "in loop / alone",
+        "step cost / alone",
         "numpy's in loop / alone",
+        "numpy's step cost / alone",
     ]
     lines = [header]
     for (shape, n, dtype), by_backend in rows.items():
@@ -193,11 +223,18 @@ def format_loop_table(records, fast="numba", markdown=False):
                 f"{r.step_speedup:.2f}x" if r.step_speedup else "-",
                 f"{r.alone_seconds * 1e3:.3f}",
                 f"{r.call_seconds * 1e3:.3f}",
-                f"{r.in_loop_ratio:.2f}",
+                *_ratios(r),
             ]
             if r
-            else ["-"] * 4
+            else ["-"] * 5
         )
-        line.append(f"{by_backend['numpy'].in_loop_ratio:.2f}" if "numpy" in by_backend else "-")
+        line += _ratios(by_backend.get("numpy"))
         lines.append(line)
     return render_table(lines, markdown)
+
+
+def _ratios(record):
+    if record is None:
+        return ["-", "-"]
+    step = record.in_step_ratio
+    return [f"{record.in_loop_ratio:.2f}", "-" if step is None else f"{step:.2f}"]
