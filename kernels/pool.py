@@ -32,11 +32,11 @@ from .common import JIT, function_at
 
 # The pool's slots (int64). Written by the caller: the open job's number (0: none), the
 # last job's number, the address of the job's function and of its arguments, its float
-# size, and how many threads may take part. Written by helpers: how many are inside the
+# size, how many threads may take part, and the CPU it runs on. Written by helpers: how many are inside the
 # job, and how many jobs they took part in (a cache line of their own). The rest: helpers
 # asleep, wake-ups so far, stop request, the next helper's tid, helpers alive, idle time
 # before sleeping (ns) and the clock id.
-JOB, LAST, FUNCTION, ARGS, ITEMSIZE, THREADS = 0, 1, 2, 3, 4, 5
+JOB, LAST, FUNCTION, ARGS, ITEMSIZE, THREADS, CALLER_CPU = 0, 1, 2, 3, 4, 5, 6
 INSIDE, JOINED = 8, 9
 SLEEPING, WAKE, STOP, NEXT_TID, ALIVE, IDLE_NS, CLOCK = 16, 17, 18, 19, 20, 21, 22
 # Then a pthread mutex and condition variable, 128 bytes each (40 and 48 on Linux, 64 and
@@ -56,8 +56,14 @@ _LIBC_FUNCTIONS = (
     "pthread_cond_broadcast",
 )
 _libc = ctypes.CDLL(None)
-for _name in _LIBC_FUNCTIONS:  # resolved for the JIT, and for code loaded from the cache
+# Linux's: which CPU a thread runs on, and on which it may (not on macOS: there a helper
+# never moves itself, see _leave_callers_cpu)
+_CPU_FUNCTIONS = ("sched_getcpu", "sched_getaffinity", "sched_setaffinity")
+CAN_MOVE = all(hasattr(_libc, name) for name in _CPU_FUNCTIONS)
+for _name in _LIBC_FUNCTIONS + (_CPU_FUNCTIONS if CAN_MOVE else ()):
+    # resolved for the JIT, and for code loaded from the cache
     ll.add_symbol(_name, ctypes.cast(getattr(_libc, _name), ctypes.c_void_p).value)
+CPU_MASK_WORDS = 16  # a cpu_set_t: 1024 CPUs
 
 
 def _slot_pointer(context, builder, array_type, array, index):
@@ -150,6 +156,36 @@ def _pause(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+@intrinsic
+def _cpu(typingctx):
+    """The CPU this thread runs on (sched_getcpu), -1 where unknown."""
+
+    def codegen(context, builder, sig, args):
+        if not CAN_MOVE:
+            return ir.Constant(ir.IntType(64), -1)
+        return builder.sext(_libc_call(builder, "sched_getcpu"), ir.IntType(64))
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def _affinity(typingctx, set_it, mask):
+    """sched_setaffinity (if set_it, a literal) or sched_getaffinity of this thread, with
+    ``mask`` (CPU_MASK_WORDS uint64) as its cpu_set_t; 0 on success."""
+    if not (isinstance(set_it, types.BooleanLiteral) and isinstance(mask, types.Array)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if not CAN_MOVE:
+            return ir.Constant(ir.IntType(32), -1)
+        data = builder.bitcast(make_array(sig.args[1])(context, builder, args[1]).data, cgutils.voidptr_t)
+        i32, size = ir.IntType(32), ir.Constant(ir.IntType(64), CPU_MASK_WORDS * 8)
+        name = "sched_setaffinity" if set_it.literal_value else "sched_getaffinity"
+        return _libc_call(builder, name, [ir.Constant(i32, 0), size, data], [i32, ir.IntType(64), cgutils.voidptr_t])
+
+    return types.int32(set_it, mask), codegen
 
 
 @intrinsic
@@ -303,6 +339,7 @@ def run_job(pool, helpers, job, args, zero, threads):
     store(pool, ARGS, args)
     store(pool, ITEMSIZE, 4 if zero_is_single(zero) else 8)
     store(pool, THREADS, threads)
+    store(pool, CALLER_CPU, _cpu())
     store(pool, JOB, number)
     if load(pool, SLEEPING) != 0:  # checked after the job is open: see _sleep
         _lock(pool)
@@ -357,6 +394,26 @@ def _sleep(pool, last):
 
 
 @njit(**JIT)
+def _leave_callers_cpu(pool):
+    # A helper that a call woke can find itself on the caller's CPU: in a VM, Linux puts
+    # it there when the host has halted the idle vCPU it slept on. There it cannot help
+    # until the call ends, and the next call's wake puts it there again: after a second
+    # without calls, the helper of this VM stayed there, and joined 2-12 of the next 150
+    # calls (tests/test_concurrency.py). So it moves itself to another CPU it may run on:
+    # its affinity without this CPU, then back to what it was.
+    cpu = _cpu()
+    if cpu < 0 or cpu >= 64 * CPU_MASK_WORDS or cpu != load(pool, CALLER_CPU):
+        return
+    allowed = np.zeros(CPU_MASK_WORDS, np.uint64)
+    if _affinity(False, allowed) != 0:
+        return
+    others = allowed.copy()
+    others[cpu // 64] &= ~(np.uint64(1) << np.uint64(cpu % 64))
+    if others.any() and _affinity(True, others) == 0:
+        _affinity(True, allowed)
+
+
+@njit(**JIT)
 def serve(pool, tid):
     """A helper's life: take part in every job opened in ``pool`` as thread ``tid`` while it
     may (tid below the job's thread count), until a stop request."""
@@ -383,6 +440,7 @@ def serve(pool, tid):
         rounds += 1
         if rounds % 64 == 0 and _now_ns(pool) - idle_since > load(pool, IDLE_NS):
             _sleep(pool, last)
+            _leave_callers_cpu(pool)
             idle_since = _now_ns(pool)
 
 
