@@ -5,9 +5,9 @@ Why our own pool, not Numba's OpenMP one: in a user's training loop, our calls a
 with the user's own NumPy code. An OpenMP worker either spins with `pause` (it takes a
 core from the user's BLAS threads: their products ran 1.8x as long beside it) or
 sleeps, and waking it cost this VM 25-50 us at the first call after the user's code.
-Ours spin on sched_yield(), which gives the core away whenever another thread wants it,
-and answers in under a microsecond (dev/idle_wait.py); they sleep after IDLE_NS without
-a job, and a call never waits for a helper: it starts, and helpers join as they come.
+Ours spin on sched_yield() and answer in under a microsecond (dev/idle_wait.py), but
+only briefly: they sleep after IDLE_NS without a job, and a call never waits for a
+helper: it starts, and helpers join as they come.
 """
 
 import atexit
@@ -23,18 +23,22 @@ from ..kernels import pool as slots
 from . import numpy_blas
 from .compile import address, helper_address, kernel
 
-# Idle time after which a helper sleeps. The user's code between two of our calls in a
-# training loop (an evaluation, a data load) takes milliseconds; a sleeping helper costs
-# the next call its wake-up (25-50 us here), a spinning one costs nothing on a core that
-# nobody else wants, but shows as a busy core. TWOLAYER_SPIN_MS sets it (0: sleep at once).
+# Idle time after which a helper sleeps. A sleeping helper costs the next call its
+# wake-up (25-50 us here); a spinning one costs nothing on a core nobody else wants, but
+# sched_yield() does not always give the core away (Linux 6.18's EEVDF): beside a 20 ms
+# spin, 3-9% of the user's 4 ms evaluations right after our call ran over twice as long,
+# the BLAS thread on our core starved (three runs of dev/eval_stall.py: 45 of 800, 27 of
+# 400, 23 of 600); beside 1 ms, 3 of 800. 1 ms covers the user's code between the steps
+# of a small loop (a batch, an update: tens of microseconds), and where the gap is longer,
+# the wake-up costs a few percent of it. TWOLAYER_SPIN_MS sets it (0: sleep at once).
 SPIN_ENV = "TWOLAYER_SPIN_MS"
-DEFAULT_SPIN_MS = 20
+DEFAULT_SPIN_MS = 1
 
 
 def _idle_ns():
     value = os.environ.get(SPIN_ENV, "")
     if value == "":
-        return DEFAULT_SPIN_MS * 1_000_000
+        return int(DEFAULT_SPIN_MS * 1_000_000)
     try:
         ms = float(value)
     except ValueError:
