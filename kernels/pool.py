@@ -8,10 +8,11 @@ forked child that has none). Its arguments are the caller's tuple of arrays, sto
 the caller's stack (stash) and read by the helpers (unstash) while the job is open: the
 caller closes the job, and waits for the helpers inside it to leave, before it returns.
 
-An idle helper spins on sched_yield(): it answers a call within a microsecond, yet gives
-its core to any thread that wants it, such as NumPy's BLAS threads running the user's own
-products between our calls (dev/idle_wait.py measures the alternatives). After the
-pool's idle time without a job it sleeps on a condition variable; the next call wakes it
+An idle helper spins on sched_yield(): it answers a call within a microsecond, and most
+of the time gives its core to a thread that wants it, such as NumPy's BLAS threads
+running the user's own products between our calls (dev/idle_wait.py measures the
+alternatives; dev/eval_stall.py the times it does not). After the pool's idle time
+without a job (a millisecond) it sleeps on a condition variable; the next call wakes it
 and starts without it.
 
 The helpers are native threads (pthread_create on helper_main, a C callback), so that
