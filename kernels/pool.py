@@ -33,10 +33,10 @@ from .common import JIT, function_at
 
 # The pool's slots (int64). Written by the caller: the open job's number (0: none), the
 # last job's number, the address of the job's function and of its arguments, its float
-# size, how many threads may take part, and the CPU it runs on. Written by helpers: how many are inside the
-# job, and how many jobs they took part in (a cache line of their own). The rest: helpers
-# asleep, wake-ups so far, stop request, the next helper's tid, helpers alive, idle time
-# before sleeping (ns) and the clock id.
+# size, how many threads may take part, and the CPU it runs on. Written by helpers: how
+# many are inside the job, and how many jobs they took part in (a cache line of their
+# own). The rest: helpers asleep, wake-ups so far, stop request, the next helper's tid,
+# helpers alive, idle time before sleeping (ns) and the clock id.
 JOB, LAST, FUNCTION, ARGS, ITEMSIZE, THREADS, CALLER_CPU = 0, 1, 2, 3, 4, 5, 6
 INSIDE, JOINED = 8, 9
 SLEEPING, WAKE, STOP, NEXT_TID, ALIVE, IDLE_NS, CLOCK = 16, 17, 18, 19, 20, 21, 22

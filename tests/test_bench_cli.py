@@ -269,6 +269,5 @@ def test_the_stored_result_loop_runs_the_users_code_around_a_call_that_computes_
     params = problem.params.copy()
     step_times, call_times = run_steps(call, problem, params, 20, np.random.default_rng(0))
     assert len(step_times) == 20 and max(call_times) < min(step_times)
-    np.testing.assert_allclose(
-        params, problem.params - 20 * LEARNING_RATE * expected_grad
-    )  # the user's update still ran
+    # the user's update still ran, with the stored gradient
+    np.testing.assert_allclose(params, problem.params - 20 * LEARNING_RATE * expected_grad)
