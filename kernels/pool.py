@@ -72,6 +72,12 @@ def _slot_pointer(context, builder, array_type, array, index):
     return cgutils.get_item_pointer(context, builder, array_type, array, [index])
 
 
+def _counter_at(context, builder, sig, args):
+    # the address of counters[i], for an intrinsic whose first two arguments are counters, i
+    index = context.cast(builder, args[1], sig.args[1], types.intp)
+    return _slot_pointer(context, builder, sig.args[0], args[0], index)
+
+
 def _is_counters(a):
     return isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.int64
 
@@ -83,9 +89,7 @@ def load(typingctx, counters, i):
         return None
 
     def codegen(context, builder, sig, args):
-        at = _slot_pointer(
-            context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp)
-        )
+        at = _counter_at(context, builder, sig, args)
         return builder.load_atomic(at, "seq_cst", 8)
 
     return types.int64(counters, i), codegen
@@ -98,9 +102,7 @@ def store(typingctx, counters, i, value):
         return None
 
     def codegen(context, builder, sig, args):
-        at = _slot_pointer(
-            context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp)
-        )
+        at = _counter_at(context, builder, sig, args)
         builder.store_atomic(context.cast(builder, args[2], sig.args[2], types.int64), at, "seq_cst", 8)
         return context.get_dummy_value()
 
@@ -114,9 +116,7 @@ def fetch_add(typingctx, counters, i, value):
         return None
 
     def codegen(context, builder, sig, args):
-        at = _slot_pointer(
-            context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp)
-        )
+        at = _counter_at(context, builder, sig, args)
         return builder.atomic_rmw("add", at, context.cast(builder, args[2], sig.args[2], types.int64), "seq_cst")
 
     return types.int64(counters, i, value), codegen
