@@ -12,7 +12,7 @@ from numba import types
 import twolayer
 from twolayer import fast, param_count, unpack_params
 from twolayer.fast import compile as kernels_compile
-from twolayer.fast import numpy_blas, paths
+from twolayer.fast import fallback, numpy_blas, paths
 from twolayer.kernels import narrow, wide
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
@@ -126,7 +126,7 @@ def test_blas_path_cuts_a_batch_by_the_batch_alone(dims, itemsize):
     for n in (2, 3, 31, 32, 64, 100, 256, 4096, 65536, 10**6):
         T, per_chunk, chunks = paths.blas_chunks(n, *dims, itemsize)
         assert chunks & (chunks - 1) == 0 and chunks >= last and chunks <= paths.BLAS_MAX_CHUNKS
-        assert chunks == 1 or chunks * P * itemsize <= paths.BLAS_ACCUMULATOR_BYTES
+        assert chunks == 1 or chunks * P * itemsize <= paths.ACCUMULATOR_BYTES
         assert per_chunk * chunks >= n > per_chunk * (chunks - 1) and 1 <= T <= per_chunk
         last = chunks
         columns = paths.blas_columns(n, *dims, itemsize)
@@ -138,6 +138,20 @@ def test_blas_path_cuts_a_batch_by_the_batch_alone(dims, itemsize):
             R, JB, KB = columns
             assert R == min(n, paths.COLUMNS_TILE_ROWS) and JB >= 16 and KB >= 16
             assert JB <= max(16, dims[1] // 2) and KB <= max(16, dims[2] // 2)
+
+
+@pytest.mark.parametrize("dims", [(10, 5, 10), twolayer.SHAPES["mnist"], twolayer.SHAPES["wide"], (2048, 2048, 2048)])
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_narrow_path_cuts_a_batch_into_whole_tiles_within_the_accumulator_budget(dims, itemsize):
+    """A wide layer runs on the narrow path where NumPy's BLAS is slow (fallback.py): its
+    chunks' accumulators stay within the budget there, as the BLAS path's do."""
+    P = param_count(dims)
+    for n in (1, 31, 32, 257, 4096, 65536, 10**6):
+        T, per_chunk, chunks = paths.narrow_chunks(n, *dims, itemsize)
+        assert per_chunk % T == 0 and per_chunk * chunks >= n > per_chunk * (chunks - 1)
+        assert chunks <= paths.NARROW_CHUNKS
+        assert chunks == 1 or chunks * P * itemsize <= paths.ACCUMULATOR_BYTES
+    assert paths.narrow_chunks(10**6, 10, 5, 10, itemsize)[2] == paths.NARROW_CHUNKS
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -291,7 +305,7 @@ def test_float32_kernels_do_no_float64_vector_arithmetic(worker, signature):
 def test_parallel_paths_are_bitwise_identical_across_thread_counts_and_calls(dims, n, path):
     # Chunks (and column blocks) are fixed by the batch, each product single-threaded.
     data, labels, params = random_problem(np.random.default_rng(11), n, dims)
-    assert fast.resolve_path(fast.choose_path(n, *dims), dims) == path
+    assert fast.resolve_path(fast.choose_path(n, *dims), n, dims) == path
     results = []
     try:
         for threads in (1, 2, 1, 2):
@@ -513,7 +527,7 @@ def test_an_unknown_twolayer_blas_is_a_clear_error():
         "    print(e)\n"
     )
     out = run_python(code=code, env={"TWOLAYER_BLAS": "cblass"}).stdout.strip()
-    assert out == "TWOLAYER_BLAS: expected one of 'auto', 'cblas', 'numpy', got 'cblass'"
+    assert out == "TWOLAYER_BLAS: expected one of 'auto', 'cblas', 'numpy', 'none', got 'cblass'"
 
 
 @pytest.mark.slow
@@ -536,30 +550,48 @@ def test_twolayer_blas_cblas_keeps_openblas_gemm_and_agrees():
         np.testing.assert_allclose(auto_grad, cblas_grad, rtol=1e-11, atol=1e-13 * np.max(np.abs(cblas_grad)))
 
 
+# (dims, n): on the tiles without a BLAS, two tiles and more, fewer, one row kernel batch
+UNBOUND_CASES = [((30, 20, 9), 700), ((784, 128, 10), 40), ((784, 128, 10), 8), ((40, 30, 90), 300)]
+
+
 @pytest.mark.slow
-def test_without_a_bound_blas_wide_layers_take_the_portable_path_and_agree():
-    # TWOLAYER_BLAS=numpy: NumPy's BLAS is not bound, as where it is not an OpenBLAS
-    # (MKL, Accelerate, BLIS, the reference BLAS). Wide layers then issue their products
-    # through NumPy; the result agrees with the BLAS path's and with the oracle.
+@pytest.mark.parametrize(
+    "blas, paths_taken",
+    [("numpy", "portable"), ("none", "narrow row"), ("auto", None)],
+)
+def test_without_a_bound_blas_wide_layers_take_a_fallback_path_and_agree(blas, paths_taken):
+    # NumPy's BLAS is not bound, as where it is not an OpenBLAS (MKL, Accelerate, BLIS, the
+    # reference BLAS): TWOLAYER_BLAS=numpy issues the products through NumPy, none runs our
+    # own kernels, auto (here with the OpenBLAS made unfindable) times both first. The
+    # result agrees with the BLAS path's and with the oracle.
     code = (
         "import numpy as np, twolayer\n"
         "from twolayer import fast\n"
-        "from twolayer.fast import numpy_blas\n"
+        "from twolayer.fast import fallback, numpy_blas\n"
+        "numpy_blas._find = lambda: None\n"
         "rng = np.random.default_rng(3)\n"
-        "out = []\n"
-        "for dims, n in [((30, 20, 9), 700), ((784, 128, 10), 16), ((40, 30, 90), 300)]:\n"
+        "out, paths = [], set()\n"
+        f"for dims, n in {UNBOUND_CASES}:\n"
         "    d = rng.standard_normal((n, dims[0])); y = np.eye(dims[2])[rng.integers(0, dims[2], n)]\n"
         "    p = 0.5 * rng.standard_normal(twolayer.param_count(dims))\n"
-        "    assert fast.resolve_path(fast.choose_path(n, *dims), dims) == 'portable'\n"
         "    cost, grad = twolayer.forward_backward_prop(d, y, p, dims)\n"
+        "    paths.add(fast.resolve_path(fast.choose_path(n, *dims), n, dims))\n"
         "    out.append((cost, grad.tolist()))\n"
-        "print(numpy_blas.bound(), fast.runtime_info()['wide layers'])\n"
+        "print(numpy_blas.bound(), fallback.wide_path(), fallback._decision['why'])\n"
+        "print(' '.join(sorted(paths)))\n"
+        "print(fast.runtime_info()['wide layers'])\n"
         "print(repr(out))\n"
     )
-    first, second = run_python(code=code, env={"TWOLAYER_BLAS": "numpy"}).stdout.splitlines()
-    assert first.startswith("None portable path")
+    first, taken, info, results = run_python(code=code, env={"TWOLAYER_BLAS": blas}).stdout.splitlines()
+    bound, wide_path, why = first.split(" ", 2)
+    assert bound == "None" and wide_path in fallback.CANDIDATES and info.startswith(f"{wide_path} path (")
+    assert why == ("measured" if blas == "auto" else f"TWOLAYER_BLAS={blas}")
+    if blas == "auto":
+        assert "took" in info and "ms on the tiles" in info
+    else:
+        assert taken == paths_taken
     rng = np.random.default_rng(3)
-    for (dims, n), (cost, grad) in zip([((30, 20, 9), 700), ((784, 128, 10), 16), ((40, 30, 90), 300)], eval(second)):
+    for (dims, n), (cost, grad) in zip(UNBOUND_CASES, eval(results)):
         d = rng.standard_normal((n, dims[0]))
         y = np.eye(dims[2])[rng.integers(0, dims[2], n)]
         p = 0.5 * rng.standard_normal(param_count(dims))
@@ -567,6 +599,81 @@ def test_without_a_bound_blas_wide_layers_take_the_portable_path_and_agree():
         assert cost == pytest.approx(blas_cost, rel=1e-13)
         np.testing.assert_allclose(grad, blas_grad, rtol=1e-11, atol=1e-13 * np.max(np.abs(blas_grad)))
         assert_close_to_oracle(cost, np.array(grad), d, y, p, dims, RTOL[np.float64])
+
+
+@pytest.fixture
+def undecided_fallback(monkeypatch):
+    """The fallback's decision forgotten for the test (and restored after), NumPy's BLAS
+    taken for unbound, and the paths' timing replaced by the test's own."""
+    monkeypatch.setattr(fallback, "_decision", {})
+    monkeypatch.setattr(numpy_blas, "fits", lambda *sizes: False)
+    monkeypatch.delenv("TWOLAYER_BLAS", raising=False)
+    timed = []
+
+    def time_as(portable, narrow):
+        def time_paths():
+            timed.append(1)
+            return {"portable": portable, "narrow": narrow}
+
+        monkeypatch.setattr(fallback, "time_paths", time_paths)
+        return timed
+
+    return time_as
+
+
+MNIST, WIDE = twolayer.SHAPES["mnist"], twolayer.SHAPES["wide"]
+
+
+@pytest.mark.parametrize(
+    "portable, narrow, chosen",
+    [(3.6e-3, 0.5e-3, "narrow"), (1.25e-3, 1e-3, "narrow"), (1.2e-3, 1e-3, "portable"), (0.34e-3, 0.5e-3, "portable")],
+)
+def test_an_unbound_blas_gives_wide_layers_the_faster_path_timed_once(undecided_fallback, portable, narrow, chosen):
+    # our tiles are taken where they are NARROW_MIN_SPEEDUP faster; nearer a tie, NumPy's
+    timed = undecided_fallback(portable, narrow)
+    assert fast.entry_kernels("blas", 64, MNIST, 8) == [
+        *fast.entry_kernels("portable", 64, MNIST, 8),
+        *fast.entry_kernels("narrow", 64, MNIST, 8),
+        "row",
+    ]  # before the decision: what any path might run, so that all are compiled ahead
+    assert not timed and fallback.decided() is None
+    assert [fast.resolve_path("blas", 64, MNIST) for _ in range(3)] == [chosen] * 3
+    assert len(timed) == 1 and fallback.decided() == chosen
+    assert fast.entry_kernels("blas", 64, MNIST, 8) == fast.entry_kernels(chosen, 64, MNIST, 8)
+    assert fast.resolve_path("row", 64, MNIST) == "row" and fast.resolve_path("portable", 64, MNIST) == "portable"
+
+
+@pytest.mark.parametrize(
+    "speedup, expected",
+    [  # NumPy's time over the tiles' -> for 4, 16, 32, 63, 64 rows of (784, 128, 10), then (1024^3)
+        (0.7, ["portable"] * 5 + ["portable"] * 5),
+        (2.0, ["portable"] * 4 + ["narrow"] + ["portable"] * 4 + ["narrow"]),
+        (6.5, ["row", "row", "narrow", "narrow", "narrow"] + ["portable", "portable", "narrow", "narrow", "narrow"]),
+    ],
+)
+def test_a_slow_blas_gives_each_batch_the_cheaper_of_its_products_our_tiles_and_the_row_kernel(
+    undecided_fallback, speedup, expected
+):
+    # A tile costs about the same whatever rows it holds: fewer rows than two tiles take our
+    # tiles only where they won by SURE_SPEEDUP; fewer than one, the row kernel where W1
+    # stays in cache (tiles of 32 rows here, float64)
+    undecided_fallback(speedup * 1e-3, 1e-3)
+    assert narrow.tile_rows(*MNIST, 8) == narrow.tile_rows(*WIDE, 8) == 32
+    assert [fast.resolve_path("blas", n, dims) for dims in (MNIST, WIDE) for n in (4, 16, 32, 63, 64)] == expected
+
+
+@pytest.mark.parametrize(
+    "blas, expected, described",
+    [
+        ("numpy", ["portable"] * 3, "portable path (products through NumPy's BLAS: TWOLAYER_BLAS=numpy)"),
+        ("none", ["row", "narrow", "narrow"], "narrow path (our own tiles, no BLAS: TWOLAYER_BLAS=none)"),
+    ],
+)
+def test_twolayer_blas_picks_the_fallback_without_timing(undecided_fallback, monkeypatch, blas, expected, described):
+    timed = undecided_fallback(1.0, 1.0)
+    monkeypatch.setenv("TWOLAYER_BLAS", blas)
+    assert [fast.resolve_path("blas", n, WIDE) for n in (15, 16, 64)] == expected  # no BLAS with none
+    assert not timed and fallback.describe() == described
 
 
 def test_set_num_threads():

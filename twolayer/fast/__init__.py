@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from ..kernels import narrow, wide
-from . import numpy_blas, portable, threads
+from . import fallback, numpy_blas, portable, threads
 from .compile import address, is_compiled, kernel, published, ready_address
 from .paths import (
     PATHS,
@@ -33,11 +33,12 @@ __all__ = [
 ]
 
 
-def resolve_path(path, dims):
-    """The path that runs for ``path``: "blas" runs as "portable" where NumPy's BLAS is not
-    bound (or cannot take these sizes)."""
+def resolve_path(path, n, dims, itemsize=8):
+    """The path that runs for ``path`` and n rows: where NumPy's BLAS is not bound (or
+    cannot take these sizes), "blas" runs as "portable", "narrow" or "row", by what was
+    faster here (fallback.py; the first such call measures)."""
     if path == "blas" and not numpy_blas.fits(*dims):
-        return "portable"
+        return fallback.path_for(n, dims, itemsize)
     return path
 
 
@@ -45,7 +46,7 @@ def _plan(path, n, dims, itemsize, data_bytes):
     """(kernel family, its cut of the batch) for n rows on ``path``: "row" or "tile" (None),
     "portable" (None), "blas_columns" (tile rows, hidden and output block widths), or a
     chunked family, "narrow", "narrow_hinted" or "blas" (tile rows, rows per chunk, chunks)."""
-    path = resolve_path(path, dims)
+    path = resolve_path(path, n, dims, itemsize)
     if path in ("row", "tile", "portable"):
         return path, None
     if path == "narrow":
@@ -58,7 +59,11 @@ def _plan(path, n, dims, itemsize, data_bytes):
 
 
 def entry_kernels(path, n, dims, itemsize):
-    """The entry kernels a call of n rows on ``path`` runs here (with this thread count)."""
+    """The entry kernels a call of n rows on ``path`` runs here (with this thread count);
+    those of both candidates where the BLAS path's fallback is not measured yet."""
+    if path == "blas" and fallback.decided() is None and not numpy_blas.fits(*dims):
+        candidates = (*fallback.CANDIDATES, "row")
+        return list(dict.fromkeys(k for c in candidates for k in entry_kernels(c, n, dims, itemsize)))
     family, cut = _plan(path, n, dims, itemsize, n * (dims[0] + dims[2]) * itemsize)
     if family == "row":
         return [family]
@@ -76,11 +81,11 @@ _TILES = {"narrow": "narrow_tiles", "narrow_hinted": "narrow_tiles_hinted", "bla
 
 
 def _compute(path, data, labels, params, dims, grad):
-    if path == "row":
-        return kernel(path, grad.dtype)(data, labels, params, grad)
-    if path == "tile":
-        return kernel(path, grad.dtype)(data, labels, params, grad, address("narrow_tiles", grad.dtype))
     family, cut = _plan(path, data.shape[0], dims, grad.itemsize, (data.size + labels.size) * grad.itemsize)
+    if family == "row":
+        return kernel(family, grad.dtype)(data, labels, params, grad)
+    if family == "tile":
+        return kernel(family, grad.dtype)(data, labels, params, grad, address("narrow_tiles", grad.dtype))
     if family == "portable":
         return portable.forward_backward(kernel, data, labels, params, dims, grad)
     if family == "blas_columns":
@@ -147,11 +152,7 @@ def runtime_info():
     return {
         "threads": f"{get_num_threads()} (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})",
         "thread pool": threads.pool_description(),
-        "wide layers": (
-            f"BLAS path on NumPy's {lib.interface} OpenBLAS"
-            if lib
-            else "portable path (products through NumPy: its BLAS is not an OpenBLAS twolayer can bind)"
-        ),
+        "wide layers": f"BLAS path on NumPy's {lib.interface} OpenBLAS" if lib else fallback.describe(),
         "blas path gemm": numpy_blas.gemm_description() or "-",
         "openblas idle threads": numpy_blas.idle_spin_description(),
         "svml": bool(numba.config.USING_SVML),

@@ -10,7 +10,8 @@ Numba's cache (the cached object code refers to the names, not to addresses):
   compiled adapters with the ILP64 signature (kernels/gemm.py).
 
 Any other BLAS (MKL, Accelerate, BLIS, the reference BLAS) is not bound: wide layers then
-take the portable path, which issues the products through NumPy itself.
+issue their products through NumPy itself (the portable path), or run on our own tiles
+where those were faster (fallback.py).
 
 Where OpenBLAS runs kernels without AVX-512 on a CPU that has it (0.3.31 takes its Haswell
 kernels on a Zen 5), the symbols point instead at a dispatcher that calls OpenBLAS's own
@@ -127,8 +128,8 @@ _bound = []  # [Library] once its GEMM is bound for the kernels, [None] where it
 
 def library():
     """NumPy's OpenBLAS, found and opened on first use (its thread controls), its GEMM not
-    bound yet; None when it is not an OpenBLAS, or TWOLAYER_BLAS=numpy asks for the
-    portable path. Cheap: the spin control of every parallel call needs it."""
+    bound yet; None when it is not an OpenBLAS, or TWOLAYER_BLAS=numpy or none asks for
+    no bound BLAS. Cheap: the spin control of every parallel call needs it."""
     if not _library:
         with _lock:
             if not _library:
@@ -150,14 +151,23 @@ def bound():
     return _bound[0]
 
 
-BLAS_CHOICES = ("auto", "cblas", "numpy")
+# TWOLAYER_BLAS: auto; cblas, OpenBLAS's GEMM without the direct kernels; numpy, every
+# wide layer's products through NumPy (the portable path); none, no BLAS at all (our
+# own tiles). Where NumPy's BLAS is not bound, auto measures which of the last two is
+# faster (fallback.py).
+BLAS_CHOICES = ("auto", "cblas", "numpy", "none")
+
+
+def choice():
+    """TWOLAYER_BLAS, checked."""
+    value = os.environ.get("TWOLAYER_BLAS", "auto") or "auto"
+    if value not in BLAS_CHOICES:
+        raise ValueError(f"TWOLAYER_BLAS: expected one of {', '.join(map(repr, BLAS_CHOICES))}, got {value!r}")
+    return value
 
 
 def _open():
-    choice = os.environ.get("TWOLAYER_BLAS", "auto") or "auto"
-    if choice not in BLAS_CHOICES:
-        raise ValueError(f"TWOLAYER_BLAS: expected one of {', '.join(map(repr, BLAS_CHOICES))}, got {choice!r}")
-    if choice == "numpy":
+    if choice() in ("numpy", "none"):
         return None
     found = _find()
     if found is None:

@@ -22,16 +22,18 @@ from ..layout import flop_count, param_offsets
 
 PATHS = ("row", "tile", "narrow", "blas", "portable")
 
-# Chunks of the narrow path: large enough to balance 2..64 threads.
+# Chunks of the narrow path: large enough to balance 2..64 threads, while their
+# accumulators take at most ACCUMULATOR_BYTES (a wide layer on the narrow path, where
+# NumPy's BLAS is slower than it: fallback.py).
 NARROW_CHUNKS = 64
 # Chunks of the BLAS path: a power of two (whole chunks per thread for 2, 4, 8 ... threads)
 # near sqrt(N / 128), two at least from 32 rows: each chunk streams the weights again and
 # adds an accumulator pass over P, so fewer chunks were faster ((784, 128, 10) N = 256:
 # 2 chunks 0.93 of the time of 4, N = 1024 0.95 with 2 against 8; 2 chunks at N = 64,
 # 4 at 4096, 16 at 65536, 64 from 2^19 rows); whose accumulators take at most
-# BLAS_ACCUMULATOR_BYTES: the BLAS path's memory bound beyond its tiles' scratch.
+# ACCUMULATOR_BYTES: the chunked paths' memory bound beyond their tiles' scratch.
 BLAS_MAX_CHUNKS = 64
-BLAS_ACCUMULATOR_BYTES = 48 << 20
+ACCUMULATOR_BYTES = 48 << 20
 # Weights in W1 from which it no longer stays in cache between the products of a call.
 W1_BEYOND_CACHE = 1 << 18
 # Rows up to which the row kernel beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS or
@@ -86,7 +88,8 @@ def choose_path(n, Dx, H, Dy, itemsize=8, direct_gemm=False):
 def narrow_chunks(n, Dx, H, Dy, itemsize):
     """(rows per tile, rows per chunk, chunks) of the narrow path: whole tiles per chunk."""
     T = narrow.tile_rows(Dx, H, Dy, itemsize)
-    per_chunk = max(1, -(-n // (T * NARROW_CHUNKS))) * T
+    most = min(NARROW_CHUNKS, max(1, ACCUMULATOR_BYTES // (param_offsets(Dx, H, Dy)[-1] * itemsize)))
+    per_chunk = max(1, -(-n // (T * most))) * T
     return T, per_chunk, max(1, -(-n // per_chunk))
 
 
@@ -96,7 +99,7 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
     (784, 128, 10)); a W1 beyond the cache does better with 256."""
     P = param_offsets(Dx, H, Dy)[-1]
     wanted = max(min(2, n // 16), math.isqrt(n // 128), 1)
-    chunks = min(BLAS_MAX_CHUNKS, wanted, max(1, BLAS_ACCUMULATOR_BYTES // (P * itemsize)))
+    chunks = min(BLAS_MAX_CHUNKS, wanted, max(1, ACCUMULATOR_BYTES // (P * itemsize)))
     chunks = 1 << (chunks.bit_length() - 1)  # a power of two, rounded down
     per_chunk = -(-n // chunks)
     R = 256 if Dx * H >= W1_BEYOND_CACHE else 128
