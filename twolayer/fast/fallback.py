@@ -5,10 +5,10 @@ faster here. Timed once per process, on one problem, before the first such call 
 so that every call of a process takes the same path.
 
 These BLAS differ by 10x and more. On this project's 2-core machine, (784, 128, 10)
-float64, the NumPy backend's time over each path's (64 / 256 rows; docs/performance.md):
-the reference BLAS, portable 1.0x / 1.0x, narrow 3.5x / 9.6x; Debian's BLIS 1.02x / 0.99x,
-2.9x / 3.5x; MKL 2026.2 1.12x / 1.06x, 0.93x / 0.87x; an OpenBLAS left unbound 1.13x /
-1.14x, 0.79x / 0.70x.
+float64 at 64 and 256 rows, the NumPy backend's time over each path's
+(`python dev/fallback_paths.py mnist float64 64,256`): the reference BLAS, portable
+1.00-1.01x, narrow 8.2-10.1x; Debian's BLIS 1.02x, 3.0-3.4x; MKL 2026.2 1.02-1.09x,
+0.73-0.78x; an OpenBLAS left unbound 1.08-1.11x, 0.57-0.63x.
 """
 
 import math
