@@ -1,8 +1,10 @@
 """The Numba kernels themselves: every path against the long-double oracle, the
 vectorized exp/log, float32 purity, determinism, threads and the compile cache."""
 
+import concurrent.futures
 import os
 import re
+import time
 
 import numba
 import numpy as np
@@ -577,7 +579,7 @@ def test_without_a_bound_blas_wide_layers_take_a_fallback_path_and_agree(blas, p
         "    cost, grad = twolayer.forward_backward_prop(d, y, p, dims)\n"
         "    paths.add(fast.resolve_path(fast.choose_path(n, *dims), n, dims))\n"
         "    out.append((cost, grad.tolist()))\n"
-        "print(numpy_blas.bound(), fallback.wide_path(), fallback._decision['why'])\n"
+        "print(numpy_blas.bound(), fallback.wide_path(), fallback._decision()['why'])\n"
         "print(' '.join(sorted(paths)))\n"
         "print(fast.runtime_info()['wide layers'])\n"
         "print(repr(out))\n"
@@ -605,7 +607,7 @@ def test_without_a_bound_blas_wide_layers_take_a_fallback_path_and_agree(blas, p
 def undecided_fallback(monkeypatch):
     """The fallback's decision forgotten for the test (and restored after), NumPy's BLAS
     taken for unbound, and the paths' timing replaced by the test's own."""
-    monkeypatch.setattr(fallback, "_decision", {})
+    monkeypatch.setattr(fallback, "_state", {})
     monkeypatch.setattr(numpy_blas, "fits", lambda *sizes: False)
     monkeypatch.delenv("TWOLAYER_BLAS", raising=False)
     timed = []
@@ -641,6 +643,20 @@ def test_an_unbound_blas_gives_wide_layers_the_faster_path_timed_once(undecided_
     assert len(timed) == 1 and fallback.decided() == chosen
     assert fast.entry_kernels("blas", 64, MNIST, 8) == fast.entry_kernels(chosen, 64, MNIST, 8)
     assert fast.resolve_path("row", 64, MNIST) == "row" and fast.resolve_path("portable", 64, MNIST) == "portable"
+
+
+def test_threads_that_meet_an_undecided_fallback_wait_for_one_timing(undecided_fallback, monkeypatch):
+    timed = undecided_fallback(3.6e-3, 0.5e-3)
+    slow_timing = fallback.time_paths
+
+    def time_paths():
+        time.sleep(0.2)  # the other threads arrive while it runs
+        return slow_timing()
+
+    monkeypatch.setattr(fallback, "time_paths", time_paths)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        paths_taken = list(pool.map(lambda n: fast.resolve_path("blas", n, MNIST), [64] * 8))
+    assert paths_taken == ["narrow"] * 8 and len(timed) == 1
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 reference BLAS, ...): NumPy's products with the elementwise stages fused between them
 (the portable path), or our own tiles and no BLAS at all (the narrow path), whichever is
 faster here. Timed once per process, on one problem, before the first such call returns,
-so that every call of a process takes the same path.
+so that a batch size takes the same path in every call of a process.
 
 These BLAS differ by 10x and more. On this project's 2-core machine, (784, 128, 10)
 float64 at 64 and 256 rows, the NumPy backend's time over each path's
@@ -29,9 +29,10 @@ NARROW_MIN_SPEEDUP = 1.25
 # A tile of the narrow path costs about the same whatever rows it holds (its loops run
 # over all of its rows, and over every weight: (784,128,10) float64 430-450 us from 4 to 32
 # rows, (1024^3) 13 ms), so it is timed above on two full tiles. Batches of fewer than two
-# tiles take our tiles only where they were SURE_SPEEDUP faster (the reference BLAS 6.5x,
-# BLIS 2.9x here), else NumPy's products; below one tile, the row kernel where W1 stays in
-# cache (17 us a row for (784,128,10) float64, 3.9x the NumPy backend at 4 rows on both),
+# tiles take our tiles only where they were SURE_SPEEDUP faster (the reference BLAS 6.5-7.4x,
+# BLIS 2.8-3.0x here), else NumPy's products; below one tile, the row kernel where W1 stays
+# in cache (17 us a row for (784,128,10) float64, 3.1-3.3x the NumPy backend at 4 rows over
+# both),
 # else NumPy's products (the row kernel streams a W1 beyond the cache once per row:
 # (1024^3) float64 1.3 ms a row, 0.5-0.8x BLIS's products at 4-16 rows).
 SURE_SPEEDUP = 2.5
@@ -39,35 +40,42 @@ TURNS = 5  # each path timed this many times, in turns; the best time of each co
 CANDIDATES = ("portable", "narrow")
 
 _lock = threading.Lock()
-_decision = {}  # once decided: path, why, and the best times (seconds) if measured
+# {"decision": {path, why, and the best times in seconds where measured}} once decided,
+# set in one step, so that a thread that does not take the lock sees all of it or nothing
+_state = {}
+
+
+def _decision():
+    if "decision" not in _state:
+        with _lock:
+            if "decision" not in _state:
+                _state["decision"] = _decide()
+    return _state["decision"]
 
 
 def wide_path():
     """The path wide layers take where NumPy's BLAS is not bound, "portable" or "narrow",
     measured at the first call (TWOLAYER_BLAS=numpy or none skips the measurement)."""
-    if not _decision:
-        with _lock:
-            if not _decision:
-                _decision.update(_decide())
-    return _decision["path"]
+    return _decision()["path"]
 
 
 def decided():
     """wide_path() if it has been decided, else None (nothing is measured)."""
-    return _decision.get("path")
+    return _state["decision"]["path"] if "decision" in _state else None
 
 
 def path_for(n, dims, itemsize):
     """The path of n rows of a wide layer where NumPy's BLAS is not bound: "portable",
     "narrow" or "row" (see SURE_SPEEDUP)."""
-    if wide_path() == "portable":
+    decision = _decision()
+    if decision["path"] == "portable":
         return "portable"
     T = narrow.tile_rows(*dims, itemsize)
     if n >= 2 * T:
         return "narrow"
-    if "best" not in _decision:  # TWOLAYER_BLAS=none: no BLAS at all
+    if "best" not in decision:  # TWOLAYER_BLAS=none: no BLAS at all
         return "row" if 2 * n < T else "narrow"
-    if _decision["best"]["portable"] < SURE_SPEEDUP * _decision["best"]["narrow"]:
+    if decision["best"]["portable"] < SURE_SPEEDUP * decision["best"]["narrow"]:
         return "portable"
     if n >= T:
         return "narrow"
@@ -107,14 +115,15 @@ def time_paths(turns=TURNS):
 
 def describe():
     """The decision and why, for ``twolayer info`` (measures if not done yet)."""
-    path = wide_path()
+    decision = _decision()
+    path = decision["path"]
     how = {
         "portable": "portable path (products through NumPy's BLAS",
         "narrow": "narrow path (our own tiles, no BLAS",
     }[path]
-    if _decision["why"] != "measured":
-        return f"{how}: {_decision['why']})"
-    best = _decision["best"]
+    if decision["why"] != "measured":
+        return f"{how}: {decision['why']})"
+    best = decision["best"]
     other = "none" if path == "portable" else "numpy"
     return (
         f"{how}: NumPy's is not an OpenBLAS twolayer can bind; {PROBLEM_SHAPE} {PROBLEM_ROWS} rows "
