@@ -6,7 +6,7 @@ forced, against the NumPy backend: how much the BLAS under NumPy matters to each
 Run it in a venv whose NumPy sits on the BLAS in question (docs/performance.md, "On a
 BLAS that is not an OpenBLAS", says how each was set up). Prints each variant's median
 time per call over turns of back-to-back calls and the NumPy backend's time over it;
-"auto" is what the backend chose (`twolayer info` says why).
+"auto" is what the backend chose; then what `twolayer info` says of it.
 """
 
 import sys
@@ -26,7 +26,6 @@ def main(shape, dtype, batch_sizes, rounds=4):
     dims = SHAPES[shape]
     benchmark.raise_mmap_threshold()
     rng = np.random.default_rng(0)
-    print(fast.runtime_info()["wide layers"])
     for n in batch_sizes:
         data = rng.standard_normal((n, dims[0])).astype(dtype)
         labels = np.eye(dims[2], dtype=dtype)[rng.integers(0, dims[2], n)]
@@ -51,6 +50,7 @@ def main(shape, dtype, batch_sizes, rounds=4):
         numpy_time = np.median(times["numpy"])
         cells = [f"{v} {np.median(t) * 1e6:,.0f} us ({numpy_time / np.median(t):.2f}x)" for v, t in times.items()]
         print(shape, dtype, n, "  ".join(cells), flush=True)
+    print(fast.runtime_info()["wide layers"])
 
 
 if __name__ == "__main__":

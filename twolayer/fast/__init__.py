@@ -61,7 +61,7 @@ def _plan(path, n, dims, itemsize, data_bytes):
 def entry_kernels(path, n, dims, itemsize):
     """The entry kernels a call of n rows on ``path`` runs here (with this thread count);
     those of both candidates where the BLAS path's fallback is not measured yet."""
-    if path == "blas" and fallback.decided() is None and not numpy_blas.fits(*dims):
+    if path == "blas" and not numpy_blas.fits(*dims) and fallback.decided(dims, itemsize) is None:
         candidates = (*fallback.CANDIDATES, "row")
         return list(dict.fromkeys(k for c in candidates for k in entry_kernels(c, n, dims, itemsize)))
     family, cut = _plan(path, n, dims, itemsize, n * (dims[0] + dims[2]) * itemsize)

@@ -1,17 +1,20 @@
 """Wide layers where NumPy's BLAS cannot be bound (MKL, Apple's Accelerate, BLIS, the
 reference BLAS, ...): NumPy's products with the elementwise stages fused between them
-(the portable path), or our own tiles and no BLAS at all (the narrow path), whichever is
-faster here. Timed once per process, on one problem, before the first such call returns,
-so that a batch size takes the same path in every call of a process.
+(the portable path), or our own kernels and no BLAS at all (the narrow path's tiles, the
+row kernel), whichever is faster here. Timed once per process for each layer size and
+float type, at its first call, so that a batch size takes the same path in every call of
+a process.
 
-These BLAS differ by 10x and more. On this project's 2-core machine, (784, 128, 10)
-float64 at 64 and 256 rows, the NumPy backend's time over each path's
-(`python dev/fallback_paths.py mnist float64 64,256`): the reference BLAS, portable
+These BLAS differ by 10x and more, and the portable path's own cost (five products called
+from Python) by layer size. On this project's 2-core machine, float64 at 64 and 256 rows,
+the NumPy backend's time over each path's (`python dev/fallback_paths.py mnist float64
+64,256`, the same for sentiment): (784, 128, 10) over the reference BLAS, portable
 1.00-1.01x, narrow 8.2-10.1x; Debian's BLIS 1.02x, 3.0-3.4x; MKL 2026.2 1.02-1.09x,
-0.73-0.78x; an OpenBLAS left unbound 1.08-1.11x, 0.57-0.63x.
+0.73-0.78x; an OpenBLAS left unbound 1.08-1.11x, 0.57-0.63x; (50, 100, 5) over MKL
+SENTIMENT_MKL.
 """
 
-import math
+import statistics
 import threading
 import time
 
@@ -22,52 +25,50 @@ from ..layout import SHAPES, param_count
 from . import numpy_blas
 from .paths import W1_BEYOND_CACHE
 
-# The problem both paths are timed on: a batch whose products are most of its time.
-PROBLEM_SHAPE, PROBLEM_ROWS = "mnist", 64
 # How much faster our tiles must be to be chosen: near a tie the vendor's GEMM stays.
 NARROW_MIN_SPEEDUP = 1.25
 # A tile of the narrow path costs about the same whatever rows it holds (its loops run
 # over all of its rows, and over every weight: (784,128,10) float64 430-450 us from 4 to 32
-# rows, (1024^3) 13 ms), so it is timed above on two full tiles. Batches of fewer than two
-# tiles take our tiles only where they were SURE_SPEEDUP faster (the reference BLAS 6.5-7.4x,
-# BLIS 2.8-3.0x here), else NumPy's products; below one tile, the row kernel where W1 stays
-# in cache (17 us a row for (784,128,10) float64, 3.1-3.3x the NumPy backend at 4 rows over
-# both),
-# else NumPy's products (the row kernel streams a W1 beyond the cache once per row:
-# (1024^3) float64 1.3 ms a row, 0.5-0.8x BLIS's products at 4-16 rows).
+# rows, (1024^3) 13 ms), so the paths are timed on two full tiles. Batches of fewer than
+# two tiles take our tiles only where they were SURE_SPEEDUP faster ((784,128,10) float64:
+# the reference BLAS 6.5-7.4x, BLIS 2.8-3.0x here), else NumPy's products; below one tile,
+# the row kernel where W1 stays in cache (17 us a row for (784,128,10) float64, 3.1-3.3x
+# the NumPy backend at 4 rows over both), else NumPy's products (the row kernel streams a
+# W1 beyond the cache once per row: (1024^3) float64 1.3 ms a row, 0.5-0.8x BLIS's
+# products at 4-16 rows).
 SURE_SPEEDUP = 2.5
-TURNS = 5  # each path timed this many times, in turns; the best time of each counts
+TURNS = 7  # each path timed this many times, in turns; the median of each counts
 CANDIDATES = ("portable", "narrow")
+# The layer size `twolayer info` reports (timed there if no call has been yet).
+EXAMPLE = (SHAPES["mnist"], 8)
 
 _lock = threading.Lock()
-# {"decision": {path, why, and the best times in seconds where measured}} once decided,
-# set in one step, so that a thread that does not take the lock sees all of it or nothing
-_state = {}
+# (dims, itemsize) -> {path, why, and the median times in seconds where measured}; each
+# decision is stored in one step, so a thread that reads without the lock sees all of it
+_decisions = {}
 
 
-def _decision():
-    if "decision" not in _state:
+def _decision(dims, itemsize):
+    key = (tuple(dims), itemsize)
+    if key not in _decisions:
         with _lock:
-            if "decision" not in _state:
-                _state["decision"] = _decide()
-    return _state["decision"]
+            if key not in _decisions:
+                _decisions[key] = _decide(*key)
+    return _decisions[key]
 
 
-def wide_path():
-    """The path wide layers take where NumPy's BLAS is not bound, "portable" or "narrow",
-    measured at the first call (TWOLAYER_BLAS=numpy or none skips the measurement)."""
-    return _decision()["path"]
-
-
-def decided():
-    """wide_path() if it has been decided, else None (nothing is measured)."""
-    return _state["decision"]["path"] if "decision" in _state else None
+def decided(dims, itemsize):
+    """The path ("portable" or "narrow") chosen for this layer size and float type, or None
+    if it has not been yet (nothing is measured)."""
+    decision = _decisions.get((tuple(dims), itemsize))
+    return decision and decision["path"]
 
 
 def path_for(n, dims, itemsize):
     """The path of n rows of a wide layer where NumPy's BLAS is not bound: "portable",
-    "narrow" or "row" (see SURE_SPEEDUP)."""
-    decision = _decision()
+    "narrow" or "row" (see SURE_SPEEDUP). The first call of a layer size and float type
+    times the paths (TWOLAYER_BLAS=numpy or none chooses without timing)."""
+    decision = _decision(dims, itemsize)
     if decision["path"] == "portable":
         return "portable"
     T = narrow.tile_rows(*dims, itemsize)
@@ -82,51 +83,59 @@ def path_for(n, dims, itemsize):
     return "row" if dims[0] * dims[1] < W1_BEYOND_CACHE else "portable"
 
 
-def _decide():
+def _decide(dims, itemsize):
     forced = numpy_blas.choice()
     if forced == "numpy":
         return {"path": "portable", "why": "TWOLAYER_BLAS=numpy"}
     if forced == "none":
         return {"path": "narrow", "why": "TWOLAYER_BLAS=none"}
-    best = time_paths()
-    narrow = best["portable"] >= NARROW_MIN_SPEEDUP * best["narrow"]
-    return {"path": "narrow" if narrow else "portable", "why": "measured", "best": best}
+    best = time_paths(dims, itemsize)
+    narrow_wins = best["portable"] >= NARROW_MIN_SPEEDUP * best["narrow"]
+    return {"path": "narrow" if narrow_wins else "portable", "why": "measured", "best": best}
 
 
-def time_paths(turns=TURNS):
-    """Best seconds of each candidate path on the timing problem, float64."""
+def time_paths(dims, itemsize, turns=TURNS):
+    """Median seconds of each candidate path on two tiles' rows of random data, timed in
+    turns (the median: a BLAS whose threads must wake has a fast best and a slow typical
+    call; MKL's portable path at (50, 100, 5) 64 rows: best 50 us, median 96 us)."""
     from . import forward_backward  # the backend's entry point (this module is part of it)
 
-    dims, n = SHAPES[PROBLEM_SHAPE], PROBLEM_ROWS
+    dtype = np.float64 if itemsize == 8 else np.float32
+    n = 2 * narrow.tile_rows(*dims, itemsize)
     rng = np.random.default_rng(0)
-    data = rng.standard_normal((n, dims[0]))
-    labels = np.eye(dims[2])[rng.integers(0, dims[2], n)]
-    params = 0.1 * rng.standard_normal(param_count(dims))
+    data = rng.standard_normal((n, dims[0])).astype(dtype)
+    labels = np.eye(dims[2], dtype=dtype)[rng.integers(0, dims[2], n)]
+    params = (0.1 * rng.standard_normal(param_count(dims))).astype(dtype)
     for path in CANDIDATES:  # compiles or loads the kernels, warms the workspaces
         forward_backward(data, labels, params, dims, path=path)
-    best = dict.fromkeys(CANDIDATES, math.inf)
-    for _ in range(turns):
-        for path in CANDIDATES:
+    times = {path: [] for path in CANDIDATES}
+    for turn in range(turns):
+        for path in CANDIDATES[:: 1 if turn % 2 else -1]:
             start = time.perf_counter()
             forward_backward(data, labels, params, dims, path=path)
-            best[path] = min(best[path], time.perf_counter() - start)
-    return best
+            times[path].append(time.perf_counter() - start)
+    return {path: statistics.median(t) for path, t in times.items()}
 
 
 def describe():
-    """The decision and why, for ``twolayer info`` (measures if not done yet)."""
-    decision = _decision()
-    path = decision["path"]
-    how = {
-        "portable": "portable path (products through NumPy's BLAS",
-        "narrow": "narrow path (our own tiles, no BLAS",
-    }[path]
-    if decision["why"] != "measured":
-        return f"{how}: {decision['why']})"
-    best = decision["best"]
-    other = "none" if path == "portable" else "numpy"
+    """What wide layers do here, for ``twolayer info``: the decisions so far (the example
+    layer size timed now if there are none)."""
+    forced = numpy_blas.choice()
+    if forced == "numpy":
+        return "portable path (products through NumPy's BLAS: TWOLAYER_BLAS=numpy)"
+    if forced == "none":
+        return "our own kernels, no BLAS (TWOLAYER_BLAS=none)"
+    if not _decisions:
+        _decision(*EXAMPLE)
+    cells = []
+    for (dims, itemsize), d in sorted(_decisions.items()):
+        kind = "float64" if itemsize == 8 else "float32"
+        best = d["best"]
+        cells.append(
+            f"{dims} {kind}: {'our tiles' if d['path'] == 'narrow' else 'its products'} "
+            f"({best['portable'] * 1e3:.2f} ms through NumPy, {best['narrow'] * 1e3:.2f} ms on the tiles)"
+        )
     return (
-        f"{how}: NumPy's is not an OpenBLAS twolayer can bind; {PROBLEM_SHAPE} {PROBLEM_ROWS} rows "
-        f"float64 took {best['portable'] * 1e3:.2f} ms through it, {best['narrow'] * 1e3:.2f} ms on "
-        f"the tiles; TWOLAYER_BLAS={other} forces the other)"
+        "NumPy's BLAS is not an OpenBLAS twolayer can bind: each layer size takes NumPy's products "
+        "or our own kernels, whichever its first call timed faster; " + "; ".join(cells)
     )
