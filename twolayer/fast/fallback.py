@@ -11,7 +11,8 @@ the NumPy backend's time over each path's (`python dev/fallback_paths.py mnist f
 64,256`, the same for sentiment): (784, 128, 10) over the reference BLAS, portable
 1.00-1.01x, narrow 8.2-10.1x; Debian's BLIS 1.02x, 3.0-3.4x; MKL 2026.2 1.02-1.09x,
 0.73-0.78x; an OpenBLAS left unbound 1.08-1.11x, 0.57-0.63x; (50, 100, 5) over MKL
-SENTIMENT_MKL.
+1.13-1.60x, 2.2-3.0x (its portable path took 45-96 us from run to run, and near the
+threshold the choice can differ between processes: TWOLAYER_BLAS pins it).
 """
 
 import statistics
