@@ -38,7 +38,11 @@ NARROW_MIN_SPEEDUP = 1.25
 # W1 beyond the cache once per row: (1024^3) float64 1.3 ms a row, 0.5-0.8x BLIS's
 # products at 4-16 rows).
 SURE_SPEEDUP = 2.5
-TURNS = 7  # each path timed this many times, in turns; the median of each counts
+# Each path is timed this many times, in turns, and the median of each counts; past
+# TIMING_SECONDS, after three turns, no more ((1024^3) over the reference BLAS: 100 ms a
+# call through NumPy).
+TURNS = 7
+TIMING_SECONDS = 0.2
 CANDIDATES = ("portable", "narrow")
 # The layer size `twolayer info` reports (timed there if no call has been yet).
 EXAMPLE = (SHAPES["mnist"], 8)
@@ -110,7 +114,10 @@ def time_paths(dims, itemsize, turns=TURNS):
     for path in CANDIDATES:  # compiles or loads the kernels, warms the workspaces
         forward_backward(data, labels, params, dims, path=path)
     times = {path: [] for path in CANDIDATES}
+    end = time.perf_counter() + TIMING_SECONDS
     for turn in range(turns):
+        if turn >= 3 and time.perf_counter() > end:
+            break
         for path in CANDIDATES[:: 1 if turn % 2 else -1]:
             start = time.perf_counter()
             forward_backward(data, labels, params, dims, path=path)
