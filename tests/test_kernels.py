@@ -72,15 +72,14 @@ def test_every_path_overwrites_a_gradient_buffer_full_of_nan(path, n, rng):
 
 def test_no_more_than_one_row_takes_the_row_path_where_w1_fits_the_cache():
     # fast.forward_backward relies on it to skip choose_path at N <= 1 for fewer params
-    # than W1_BEYOND_CACHE; beyond, one float64 row takes the column split on the direct kernels
+    # than W1_BEYOND_CACHE; one row takes the row kernel beyond that too
     for dims in [*twolayer.SHAPES.values(), (1, 1, 1), (300, 300, 300), (512, 511, 1)]:
         for itemsize in (4, 8):
             for direct in (False, True):
                 paths_for = [fast.choose_path(n, *dims, itemsize, direct) for n in (0, 1)]
                 beyond = dims[0] * dims[1] >= paths.W1_BEYOND_CACHE
                 assert param_count(dims) >= paths.W1_BEYOND_CACHE or not beyond
-                split_one = beyond and direct and itemsize == 8
-                assert paths_for == ["row", "blas" if split_one else "row"], (dims, itemsize, direct)
+                assert paths_for == ["row", "row"], (dims, itemsize, direct)
 
 
 def test_narrow_layers_keep_the_row_path_for_two_rows():
@@ -110,8 +109,7 @@ def test_a_big_w1_keeps_the_row_path_for_a_few_rows_on_a_packed_gemm_only():
     assert [fast.choose_path(n, *sentiment, 8) for n in (1, 2)] == ["row", "blas"]
     for dims in (big, mnist, sentiment):
         for itemsize in (4, 8):
-            one_row = "blas" if dims == big and itemsize == 8 else "row"
-            assert [fast.choose_path(n, *dims, itemsize, direct_gemm=True) for n in (1, 2)] == [one_row, "blas"]
+            assert [fast.choose_path(n, *dims, itemsize, direct_gemm=True) for n in (1, 2)] == ["row", "blas"]
 
 
 @pytest.mark.parametrize(

@@ -42,12 +42,14 @@ W1_BEYOND_CACHE = 1 << 18
 # from L2 for (784, 128, 10), from memory beyond the cache, on one thread (crossovers
 # measured on (784, 128, 10) and (1024^3)). The direct kernels pack nothing, and beat it
 # from two rows ((784, 128, 10) float64 N = 2: 33 against 37 us, N = 3: 37 against 54;
-# (1024^3) float32 N = 2: 357 against 521; packed, N = 2 took 88 us), and from one row
-# where its float64 weights and gradients outgrow the L3 and two threads stream them
-# ((1024^3) float64 N = 1, NumPy's time over ours, four runs: 1.25-1.42x split, 0.91-1.03x
-# row; float32 1.00-1.13x split, 1.25-1.81x row; packed, 0.72-0.74x split).
+# (1024^3) float32 N = 2: 357 against 521; packed, N = 2 took 88 us). One row of (1024^3)
+# is memory-bound either way: float32 1.00-1.13x split, 1.25-1.81x row (NumPy's time over
+# ours); float64, four runs on 2026-11-30, 1.25-1.42x split, 0.91-1.03x row, but nine runs
+# on 2026-12-01 (`python dev/n1_paths.py float64`, in turns) 0.94-1.31x split, 0.97-2.14x
+# row, row ahead in eight: the row kernel, on one thread, which leaves the other core to
+# the user's code.
 ROW_MAX_ROWS = {False: {4: 3, 8: 3}, True: {4: 2, 8: 1}}
-ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 1, 8: 0}}
+ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 1, 8: 1}}
 # Rows up to which the row kernel beats one tile on narrow layers: a tile costs about 250
 # short loops for (10, 5, 10) whatever its rows (N = 2: 1.11 against 1.52 us).
 NARROW_ROW_MAX_ROWS = 2
