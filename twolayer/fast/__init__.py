@@ -60,7 +60,8 @@ def _plan(path, n, dims, itemsize, data_bytes):
 
 def entry_kernels(path, n, dims, itemsize):
     """The entry kernels a call of n rows on ``path`` runs here (with this thread count);
-    those of both candidates where the BLAS path's fallback is not measured yet."""
+    where NumPy's BLAS is not bound and this layer size is not timed yet, those of every
+    path it may take (fallback.py), so that all are compiled ahead."""
     if path == "blas" and not numpy_blas.fits(*dims) and fallback.decided(dims, itemsize) is None:
         candidates = (*fallback.CANDIDATES, "row")
         return list(dict.fromkeys(k for c in candidates for k in entry_kernels(c, n, dims, itemsize)))
