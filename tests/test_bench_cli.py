@@ -60,6 +60,26 @@ def test_bench_writes_one_record_per_measurement(run_json):
 
 
 @pytest.mark.slow
+def test_a_run_over_an_unbound_blas_records_what_each_layer_size_chose(tmp_path):
+    # NumPy's OpenBLAS made unfindable: the machine record printed before the timing knows
+    # only the example layer size; the saved one, and the line printed after the table,
+    # every layer size the run timed
+    path = tmp_path / "run.json"
+    code = (
+        "import sys\n"
+        "from twolayer.fast import numpy_blas\n"
+        "numpy_blas._find = lambda: None\n"
+        "from twolayer import cli\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    args = ["bench", "--shapes", "sentiment", "--batch-sizes", "64", "--dtypes", "float32", "--backends", "numba"]
+    result = run_python(*args, "--budget", "0.01", "--json", str(path), code=code)
+    saved = json.loads(path.read_text())["machine"]["wide layers"]
+    assert "(50, 100, 5) float32:" in saved and "(784, 128, 10) float64:" in saved
+    assert f"wide layers: {saved}" in result.stdout.split("shape")[-1]  # after the table
+
+
+@pytest.mark.slow
 def test_report_reprints_the_table(run_json):
     result = twolayer_cli("report", str(run_json))
     assert result.returncode == 0, result.stderr

@@ -112,6 +112,7 @@ def _bench(args, backends):
     )
     progress.close(f"timed {len(points)} points x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_table(records))
+    info = _paths_taken(info)
     if args.json:
         _save_run(args.json, info, "records", records)
     if args.plot:
@@ -123,12 +124,21 @@ def _bench(args, backends):
     return 0
 
 
+def _paths_taken(info):
+    """info with its "wide layers" line read again after the timing: where NumPy's BLAS is
+    not bound, each layer size has chosen its path by now (printed when it changed)."""
+    if "wide layers" not in info:
+        return info
+    from . import fast
+
+    now = fast.runtime_info()["wide layers"]
+    if now != info["wide layers"]:
+        print(f"\nwide layers: {now}")
+    return {**info, "wide layers": now}
+
+
 def _save_run(path, info, key, records):
     """A saved run: the machine it ran on and its records (what `twolayer report` reads)."""
-    if "wide layers" in info:  # read again: where it is timed, each layer size has chosen by now
-        from . import fast
-
-        info = {**info, "wide layers": fast.runtime_info()["wide layers"]}
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"machine": info, key: [r.as_dict() for r in records]}, f, indent=1, default=str)
     print(f"\nwrote {path}")
@@ -208,6 +218,7 @@ def _bench_loop(args, backends, info, points):
         progress(i + 1, len(points), f"{shape} batch={n} {dtype}")
     progress.close(f"timed {len(points)} loops x {len(backends)} backends in {progress.elapsed():.0f} s")
     print(format_loop_table(records))
+    info = _paths_taken(info)
     if args.json:
         _save_run(args.json, info, "loop_records", records)
     return 0
