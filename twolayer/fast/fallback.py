@@ -79,9 +79,9 @@ def path_for(n, dims, itemsize):
     T = narrow.tile_rows(*dims, itemsize)
     if n >= 2 * T:
         return "narrow"
-    if "best" not in decision:  # TWOLAYER_BLAS=none: no BLAS at all
+    if "medians" not in decision:  # TWOLAYER_BLAS=none: no BLAS at all
         return "row" if 2 * n < T else "narrow"
-    if decision["best"]["portable"] < SURE_SPEEDUP * decision["best"]["narrow"]:
+    if decision["medians"]["portable"] < SURE_SPEEDUP * decision["medians"]["narrow"]:
         return "portable"
     if n >= T:
         return "narrow"
@@ -94,9 +94,9 @@ def _decide(dims, itemsize):
         return {"path": "portable", "why": "TWOLAYER_BLAS=numpy"}
     if forced == "none":
         return {"path": "narrow", "why": "TWOLAYER_BLAS=none"}
-    best = time_paths(dims, itemsize)
-    narrow_wins = best["portable"] >= NARROW_MIN_SPEEDUP * best["narrow"]
-    return {"path": "narrow" if narrow_wins else "portable", "why": "measured", "best": best}
+    medians = time_paths(dims, itemsize)
+    narrow_wins = medians["portable"] >= NARROW_MIN_SPEEDUP * medians["narrow"]
+    return {"path": "narrow" if narrow_wins else "portable", "why": "measured", "medians": medians}
 
 
 def time_paths(dims, itemsize, turns=TURNS):
@@ -138,10 +138,10 @@ def describe():
     cells = []
     for (dims, itemsize), d in sorted(_decisions.items()):
         kind = "float64" if itemsize == 8 else "float32"
-        best = d["best"]
+        medians = d["medians"]
         cells.append(
             f"{dims} {kind}: {'our tiles' if d['path'] == 'narrow' else 'its products'} "
-            f"({best['portable'] * 1e3:.2f} ms through NumPy, {best['narrow'] * 1e3:.2f} ms on the tiles)"
+            f"({medians['portable'] * 1e3:.2f} ms through NumPy, {medians['narrow'] * 1e3:.2f} ms on the tiles)"
         )
     return (
         "NumPy's BLAS is not an OpenBLAS twolayer can bind: each layer size takes NumPy's products "

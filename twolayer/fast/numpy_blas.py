@@ -146,7 +146,7 @@ def bound():
             if not _bound:
                 lib = library()
                 if lib is not None:
-                    _bind(lib, os.environ.get("TWOLAYER_BLAS") != "cblas")
+                    _bind(lib, choice() != "cblas")
                 _bound.append(lib)
     return _bound[0]
 
