@@ -32,7 +32,12 @@ def apply(variant, defaults):
     for setting in variant.split(";"):
         name, value = setting.split("=")
         old = defaults.setdefault(name, getattr(paths, name))
-        setattr(paths, name, {k: int(value) for k in old} if isinstance(old, dict) else int(value))
+        setattr(paths, name, _every(old, int(value)))
+
+
+def _every(old, value):
+    # value in every place of a (nested) dict of old, or value
+    return {k: _every(v, value) for k, v in old.items()} if isinstance(old, dict) else value
 
 
 def main(shape, dtype, batch_sizes, variants, rounds=6):

@@ -259,7 +259,9 @@ def test_openblas_spin_is_left_alone_while_another_python_thread_runs():
     assert before == after == "set by OPENBLAS_THREAD_TIMEOUT=25"
 
 
-@pytest.mark.parametrize("dims, n", [((10, 5, 10), 3000), ((784, 128, 10), 300), ((256, 300, 70), 40)])
+@pytest.mark.parametrize(
+    "dims, n", [((10, 5, 10), 3000), ((784, 128, 10), 300), ((256, 300, 70), 40), ((520, 510, 30), 2)]
+)
 def test_a_call_whose_helpers_never_come_finishes_alone_with_the_same_bits(monkeypatch, dims, n):
     # A job is open to helpers, never waits for them: asleep, busy or never started (a
     # forked child, no threads to be had), the caller takes every task itself.

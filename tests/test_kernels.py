@@ -15,7 +15,7 @@ import twolayer
 from twolayer import fast, param_count, unpack_params
 from twolayer.fast import compile as kernels_compile
 from twolayer.fast import fallback, numpy_blas, paths
-from twolayer.kernels import narrow, wide
+from twolayer.kernels import narrow, single, wide
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
 from twolayer.kernels.mathfn import vexp, vlog
 from twolayer.kernels.pool import next_task
@@ -101,15 +101,41 @@ def test_narrow_layers_never_bind_the_blas():
     assert run_python(code=code).stdout.strip() == "[]"
 
 
-def test_a_big_w1_keeps_the_row_path_for_a_few_rows_on_a_packed_gemm_only():
+def test_a_big_w1_keeps_the_row_path_for_a_few_rows():
+    # more on a packed GEMM than on the direct kernels; most where W1 is beyond the cache,
+    # whose rows_split shares the weights' trip through memory out over the threads
     big, mnist, sentiment = twolayer.SHAPES["wide"], twolayer.SHAPES["mnist"], twolayer.SHAPES["sentiment"]
-    assert [fast.choose_path(n, *big, 8) for n in (1, 2)] == ["row", "blas"]
-    assert [fast.choose_path(n, *big, 4) for n in (2, 3)] == ["row", "blas"]
+    for itemsize in (4, 8):
+        assert [fast.choose_path(n, *big, itemsize) for n in (6, 7)] == ["row", "blas"]
+        assert [fast.choose_path(n, *big, itemsize, direct_gemm=True) for n in (3, 4)] == ["row", "blas"]
+        for dims in (mnist, sentiment):
+            assert [fast.choose_path(n, *dims, itemsize, direct_gemm=True) for n in (1, 2)] == ["row", "blas"]
     assert [fast.choose_path(n, *mnist, 4) for n in (3, 4)] == ["row", "blas"]
     assert [fast.choose_path(n, *sentiment, 8) for n in (1, 2)] == ["row", "blas"]
-    for dims in (big, mnist, sentiment):
-        for itemsize in (4, 8):
-            assert [fast.choose_path(n, *dims, itemsize, direct_gemm=True) for n in (1, 2)] == ["row", "blas"]
+    assert fast.entry_kernels("row", 3, big, 8) == ["row_split", "row_split_job"]
+    assert fast.entry_kernels("row", 3, mnist, 8) == ["row"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 5, 37])
+def test_rows_of_a_wide_layer_share_out_by_blocks_with_the_same_bits_on_any_thread_count(dtype, n):
+    # Uneven blocks (520 inputs, 510 hidden units: 9 and 8 blocks of 64, the last short);
+    # 37 rows: three groups of SPLIT_ROWS, the last short.
+    dims = (520, 510, 30)
+    assert dims[0] * dims[1] >= paths.W1_BEYOND_CACHE and dims[1] % single.SPLIT_BLOCK != 0
+    data, labels, params = random_problem(np.random.default_rng(13), n, dims, dtype=dtype)
+    out = np.full(param_count(dims), np.nan, dtype)  # overwritten, never read
+    results = []
+    try:
+        for threads in (1, 2, 1, 2):
+            twolayer.set_num_threads(threads)
+            cost, grad = fast.forward_backward(data, labels, params, dims, out=out.copy(), path="row")
+            results.append((cost, grad))
+    finally:
+        twolayer.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for cost, grad in results[1:]:
+        assert cost == results[0][0] and np.array_equal(grad, results[0][1])
+    assert_close_to_oracle(*results[0], data, labels, params, dims, RTOL[dtype])
 
 
 @pytest.mark.parametrize(
@@ -253,6 +279,7 @@ def test_vectorized_exp_and_log_special_values(dtype):
     "worker, signature",
     [
         ("single.rows_forward_backward", kernels_compile.ENTRY_KERNELS["row"][1]),
+        ("single.rows_split_job", kernels_compile.ENTRY_KERNELS["row_split_job"][1]),
         ("narrow.tiles_forward_backward", None),
         ("narrow.tiles_forward_backward_hinted", None),
         ("wide.tiles_forward_backward", None),
@@ -662,10 +689,10 @@ def test_threads_that_meet_an_undecided_fallback_wait_for_one_timing(undecided_f
 
 @pytest.mark.parametrize(
     "speedup, expected",
-    [  # NumPy's time over the tiles' -> for 4, 16, 32, 63, 64 rows of (784, 128, 10), then (1024^3)
-        (0.7, ["portable"] * 5 + ["portable"] * 5),
-        (2.0, ["portable"] * 4 + ["narrow"] + ["portable"] * 4 + ["narrow"]),
-        (6.5, ["row", "row", "narrow", "narrow", "narrow"] + ["portable", "portable", "narrow", "narrow", "narrow"]),
+    [  # NumPy's time over the tiles' -> for 4, 15, 16, 32, 63, 64 rows of (784, 128, 10), then (1024^3)
+        (0.7, ["portable"] * 6 + ["row"] + ["portable"] * 5),
+        (2.0, ["portable"] * 5 + ["narrow"] + ["row", "row"] + ["portable"] * 3 + ["narrow"]),
+        (6.5, ["row"] * 3 + ["narrow"] * 3 + ["row", "row"] + ["narrow"] * 4),
     ],
 )
 def test_a_slow_blas_gives_each_batch_the_cheaper_of_its_products_our_tiles_and_the_row_kernel(
@@ -673,10 +700,13 @@ def test_a_slow_blas_gives_each_batch_the_cheaper_of_its_products_our_tiles_and_
 ):
     # A tile costs about the same whatever rows it holds: fewer rows than two tiles take our
     # tiles only where they won by SURE_SPEEDUP; fewer than one, the row kernel where W1
-    # stays in cache (tiles of 32 rows here, float64)
+    # stays in cache; where it does not, the row path up to half a tile, and a few rows
+    # (paths.ROW_MAX_ROWS) on any BLAS (tiles of 32 rows here, float64)
     undecided_fallback(speedup * 1e-3, 1e-3)
     assert narrow.tile_rows(*MNIST, 8) == narrow.tile_rows(*WIDE, 8) == 32
-    assert [fast.resolve_path("blas", n, dims) for dims in (MNIST, WIDE) for n in (4, 16, 32, 63, 64)] == expected
+    assert paths.ROW_MAX_ROWS[True][8] == 6
+    rows = (4, 15, 16, 32, 63, 64)
+    assert [fast.resolve_path("blas", n, dims) for dims in (MNIST, WIDE) for n in rows] == expected
 
 
 @pytest.mark.parametrize(

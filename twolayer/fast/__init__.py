@@ -6,7 +6,7 @@ NumPy's BLAS bound for the products (numpy_blas.py) or through NumPy itself
 import numba
 import numpy as np
 
-from ..kernels import narrow, wide
+from ..kernels import narrow, single, wide
 from . import fallback, numpy_blas, portable, threads
 from .compile import address, is_compiled, kernel, published, ready_address
 from .paths import (
@@ -43,10 +43,13 @@ def resolve_path(path, n, dims, itemsize=8):
 
 
 def _plan(path, n, dims, itemsize, data_bytes):
-    """(kernel family, its cut of the batch) for n rows on ``path``: "row" or "tile" (None),
+    """(kernel family, its cut of the batch) for n rows on ``path``: "row", "row_split"
+    (the row path where W1 is beyond the cache), or "tile" (None),
     "portable" (None), "blas_columns" (tile rows, hidden and output block widths), or a
     chunked family, "narrow", "narrow_hinted" or "blas" (tile rows, rows per chunk, chunks)."""
     path = resolve_path(path, n, dims, itemsize)
+    if path == "row" and dims[0] * dims[1] >= W1_BEYOND_CACHE:
+        return "row_split", None
     if path in ("row", "tile", "portable"):
         return path, None
     if path == "narrow":
@@ -72,7 +75,7 @@ def entry_kernels(path, n, dims, itemsize):
         return ["tile", "narrow_tiles"]
     if family == "portable":
         return portable.entry_kernels(dims)
-    if family == "blas_columns":
+    if family in ("blas_columns", "row_split"):
         return [family, family + "_job"]
     return [_TILES[family], "blocks", "blocks_job"]
 
@@ -89,6 +92,9 @@ def _compute(path, data, labels, params, dims, grad):
         return kernel(family, grad.dtype)(data, labels, params, grad, address("narrow_tiles", grad.dtype))
     if family == "portable":
         return portable.forward_backward(kernel, data, labels, params, dims, grad)
+    if family == "row_split":
+        ws = scratch(single.split_scratch_size(data.shape[0], *dims), grad.dtype)
+        return threads.run(family, get_num_threads(), (data, labels, params, ws, grad), grad.dtype, blas=False)
     if family == "blas_columns":
         R, JB, KB = cut
         ws = scratch(wide.columns_scratch_size(dims[1], dims[2], R), grad.dtype)
@@ -125,7 +131,8 @@ def forward_backward(data, labels, params, dims, out=None, path=None):
         # choose_path's answer for n <= 1 where W1 fits the cache, without the call (~0.07 us)
         small = n <= 1 and len(params) < W1_BEYOND_CACHE
         path = "row" if small else choose_path(n, *dims, grad.itemsize, numpy_blas.direct_gemm)
-    k = published(path)  # only "row" and "tile" name a kernel of their own
+    # only "row" and "tile" name a kernel of their own; a wide layer's rows take rows_split
+    k = published(path) if path != "row" or len(params) < W1_BEYOND_CACHE else None
     try:
         if k is not None:
             if path == "row":

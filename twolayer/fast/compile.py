@@ -44,6 +44,10 @@ def _columns(dt):  # wide.columns_signature, then the pool's
     return (*wide.columns_signature(dt), *blocks.pool_signature())
 
 
+def _split(dt):  # single.split_signature, then the pool's
+    return (*single.split_signature(dt), *blocks.pool_signature())
+
+
 def _job(dt):  # the thread id, the address of the call's arguments, a zero of type dt
     return pool.job_signature(dt).args
 
@@ -72,6 +76,8 @@ def _portable(name):
 
 ENTRY_KERNELS = {
     "row": (single.rows_forward_backward, _simple),
+    "row_split": (single.rows_split, _split),
+    "row_split_job": (single.rows_split_job, _job),
     "tile": (narrow.tile_forward_backward, _tile),
     "narrow_tiles": (narrow.narrow_tiles, _tiles),
     "narrow_tiles_hinted": (narrow.narrow_tiles_hinted, _tiles),

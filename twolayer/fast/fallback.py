@@ -23,20 +23,22 @@ import numpy as np
 
 from ..kernels import narrow
 from ..layout import SHAPES, param_count
-from . import numpy_blas
+from . import numpy_blas, paths
 from .paths import W1_BEYOND_CACHE
 
 # How much faster our tiles must be to be chosen: near a tie the vendor's GEMM stays.
 NARROW_MIN_SPEEDUP = 1.25
 # A tile of the narrow path costs about the same whatever rows it holds (its loops run
 # over all of its rows, and over every weight: (784,128,10) float64 430-450 us from 4 to 32
-# rows, (1024^3) 13 ms), so the paths are timed on two full tiles. Batches of fewer than
-# two tiles take our tiles only where they were SURE_SPEEDUP faster ((784,128,10) float64:
-# the reference BLAS 6.5-7.4x, BLIS 2.8-3.0x here), else NumPy's products; below one tile,
-# the row kernel where W1 stays in cache (17 us a row for (784,128,10) float64, 3.1-3.3x
-# the NumPy backend at 4 rows over both), else NumPy's products (the row kernel streams a
-# W1 beyond the cache once per row: (1024^3) float64 1.3 ms a row, 0.5-0.8x BLIS's
-# products at 4-16 rows).
+# rows), so the paths are timed on two full tiles. Batches of fewer than two tiles take
+# our tiles only where they were SURE_SPEEDUP faster ((784,128,10) float64: the reference
+# BLAS 6.5-7.4x, BLIS 2.8-3.0x here), else NumPy's products; below one tile, the row
+# kernel where W1 stays in cache (17 us a row for (784,128,10) float64, 3.1-3.3x the
+# NumPy backend at 4 rows over both). Where W1 is beyond the cache, the row path
+# (rows_split: the weights streamed once per group of rows, shared out over the threads)
+# takes up to half a tile, where its rows cost what a tile does ((1024^3) over BLIS,
+# float64: 16 rows 2.5 ms, a tile 2.5 ms, NumPy's products 11.4 ms; over MKL, up to 6
+# rows: float64 N = 5-6 1.58-1.59x the NumPy backend, its products 1.05-1.09x).
 SURE_SPEEDUP = 2.5
 # Each path is timed this many times, in turns, and the median of each counts; past
 # TIMING_SECONDS, after three turns, no more ((1024^3) over the reference BLAS: 100 ms a
@@ -73,19 +75,24 @@ def path_for(n, dims, itemsize):
     """The path of n rows of a wide layer where NumPy's BLAS is not bound: "portable",
     "narrow" or "row" (see SURE_SPEEDUP). The first call of a layer size and float type
     times the paths (TWOLAYER_BLAS=numpy or none chooses without timing)."""
+    wide = dims[0] * dims[1] >= W1_BEYOND_CACHE
+    if wide and n <= paths.ROW_MAX_ROWS[True][itemsize]:
+        return "row"  # as on OpenBLAS's packed GEMM (paths.py), over MKL too
     decision = _decision(dims, itemsize)
     if decision["path"] == "portable":
         return "portable"
     T = narrow.tile_rows(*dims, itemsize)
     if n >= 2 * T:
         return "narrow"
-    if "medians" not in decision:  # TWOLAYER_BLAS=none: no BLAS at all
+    medians = decision.get("medians")  # none with TWOLAYER_BLAS=none
+    sure = medians is None or medians["portable"] >= SURE_SPEEDUP * medians["narrow"]
+    if wide:
+        return "row" if 2 * n < T else "narrow" if sure else "portable"
+    if medians is None:
         return "row" if 2 * n < T else "narrow"
-    if decision["medians"]["portable"] < SURE_SPEEDUP * decision["medians"]["narrow"]:
+    if not sure:
         return "portable"
-    if n >= T:
-        return "narrow"
-    return "row" if dims[0] * dims[1] < W1_BEYOND_CACHE else "portable"
+    return "narrow" if n >= T else "row"
 
 
 def _decide(dims, itemsize):

@@ -36,20 +36,21 @@ BLAS_MAX_CHUNKS = 64
 ACCUMULATOR_BYTES = 48 << 20
 # Weights in W1 from which it no longer stays in cache between the products of a call.
 W1_BEYOND_CACHE = 1 << 18
-# Rows up to which the row kernel beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS or
+# Rows up to which the row path beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS or
 # more, by W1 beyond the cache (W1_BEYOND_CACHE) and itemsize; on OpenBLAS's packed GEMM
-# and on the direct kernels (numpy_blas). The row kernel streams the weights once per row,
-# from L2 for (784, 128, 10), from memory beyond the cache, on one thread (crossovers
-# measured on (784, 128, 10) and (1024^3)). The direct kernels pack nothing, and beat it
-# from two rows ((784, 128, 10) float64 N = 2: 33 against 37 us, N = 3: 37 against 54;
-# (1024^3) float32 N = 2: 357 against 521; packed, N = 2 took 88 us). One row of (1024^3)
-# is memory-bound either way: float32 1.00-1.13x split, 1.25-1.81x row (NumPy's time over
-# ours); float64, four runs on 2026-11-30, 1.25-1.42x split, 0.91-1.03x row, but nine runs
-# on 2026-12-01 (`python dev/n1_paths.py float64`, in turns) 0.94-1.31x split, 0.97-2.14x
-# row, row ahead in eight: the row kernel, on one thread, which leaves the other core to
-# the user's code.
-ROW_MAX_ROWS = {False: {4: 3, 8: 3}, True: {4: 2, 8: 1}}
-ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 1, 8: 1}}
+# and on the direct kernels (numpy_blas). Where W1 fits the cache, the row kernel streams
+# the weights once per row from L2, on one thread ((784, 128, 10)); the direct kernels
+# pack nothing and beat it from two rows (float64 N = 2: 33 against 37 us, N = 3: 37
+# against 54; packed, N = 2 took 88 us). Beyond the cache, a few rows are the weights'
+# trip through memory, and the row path runs rows_split, which shares it out over the
+# threads ((1024^3), `python dev/ab_paths.py wide DTYPE 1,2,3,4,6 numpy,base,
+# ROW_MAX_ROWS_DIRECT=6`, NumPy's time over ours, row path / column split, direct: float64
+# N = 1 1.71x / -, N = 2 1.84-2.37x / 1.14-1.36x, N = 3 2.10x / 1.16x, N = 4 1.36-1.93x /
+# 1.37-2.08x; float32 N = 2 3.25-3.33x / 1.39-2.06x, N = 4 1.71-2.03x / 1.42-2.05x, N = 6
+# 1.78x / 2.12x. Packed (TWOLAYER_BLAS=cblas): N = 6 float64 1.51-1.55x / 1.21-1.25x,
+# N = 8 1.22x / 1.26x; float32 N = 6 1.77-2.07x / 1.26-1.51x, N = 8 0.82x / 0.97x).
+ROW_MAX_ROWS = {False: {4: 3, 8: 3}, True: {4: 6, 8: 6}}
+ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 3, 8: 3}}
 # Rows up to which the row kernel beats one tile on narrow layers: a tile costs about 250
 # short loops for (10, 5, 10) whatever its rows (N = 2: 1.11 against 1.52 us).
 NARROW_ROW_MAX_ROWS = 2
