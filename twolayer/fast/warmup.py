@@ -30,6 +30,7 @@ COST = {
     "blas_tiles": 6,
     "blocks_job": 1,
     "blas_columns_job": 4,
+    "row_split_job": 4,
 }
 
 
