@@ -9,6 +9,7 @@ import pytest
 
 from twolayer import benchmark, cli, peers
 from twolayer.layout import SHAPES
+from twolayer.trainloop import LoopRecord, format_loop_table
 
 from .conftest import run_python
 
@@ -155,6 +156,17 @@ def test_a_negative_time_is_refused_by_name(option):
         and option in result.stderr
         and "expected a number of seconds >= 0, got -1" in result.stderr
     )
+
+
+def test_the_loop_table_shows_what_the_loop_adds_to_each_backends_call_in_microseconds():
+    # the same 4 us on a 20 us call and on an 80 us one: ratios 1.20 and 1.05
+    records = [
+        LoopRecord("sentiment", (50, 100, 5), 64, "float64", "numpy", 160e-6, 84e-6, 80e-6, 1.0, 90e-6),
+        LoopRecord("sentiment", (50, 100, 5), 64, "float64", "numba", 100e-6, 24e-6, 20e-6, 1.6, 26e-6),
+    ]
+    header, _, row = format_loop_table(records).splitlines()
+    assert header.split("  ")[-1].strip() == "loop adds us, numba / numpy"
+    assert row.endswith("4.0 / 4.0") and " 1.20 " in row and " 1.05 " in row
 
 
 @pytest.mark.slow

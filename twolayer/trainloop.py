@@ -195,7 +195,9 @@ def format_loop_table(records, fast="numba", markdown=False):
     call's time alone and in the loop, and two ratios to its time alone: the call's own
     time in the loop, and its cost to the step (step time minus the stored-result loop's,
     "-" for runs saved without it); then numpy's two ratios (what the loop's fresh data
-    cost any backend)."""
+    cost any backend); last, what the loop adds to each call's time, fast's and numpy's,
+    in microseconds (in the loop minus alone: a short call shows a bigger ratio for the
+    same microseconds)."""
     backends = list(dict.fromkeys(r.backend for r in records))
     rows = {}
     for r in records:
@@ -212,6 +214,7 @@ def format_loop_table(records, fast="numba", markdown=False):
         "step cost / alone",
         "numpy's in loop / alone",
         "numpy's step cost / alone",
+        f"loop adds us, {fast} / numpy",
     ]
     lines = [header]
     for (shape, n, dtype), by_backend in rows.items():
@@ -229,8 +232,13 @@ def format_loop_table(records, fast="numba", markdown=False):
             else ["-"] * 5
         )
         line += _ratios(by_backend.get("numpy"))
+        line.append(" / ".join(_added_us(by_backend.get(b)) for b in (fast, "numpy")))
         lines.append(line)
     return render_table(lines, markdown)
+
+
+def _added_us(record):
+    return "-" if record is None else f"{(record.call_seconds - record.alone_seconds) * 1e6:.1f}"
 
 
 def _ratios(record):
