@@ -1,5 +1,6 @@
-"""The two paths a wide layer can take where NumPy's BLAS is not bound (fast/fallback.py),
-forced, against the NumPy backend: how much the BLAS under NumPy matters to each.
+"""The paths a wide layer can take where NumPy's BLAS is not bound (fast/fallback.py),
+forced, against the NumPy backend: how much the BLAS under NumPy matters to each (the
+row path uses none).
 
     python dev/fallback_paths.py mnist float64 64,256
 
@@ -18,7 +19,7 @@ import twolayer
 from twolayer import benchmark, fast
 from twolayer.layout import SHAPES, param_count
 
-VARIANTS = ("numpy", "auto", "portable", "narrow")
+VARIANTS = ("numpy", "auto", "portable", "narrow", "row")
 TURN_SECONDS = 0.3
 
 

@@ -691,8 +691,8 @@ def test_threads_that_meet_an_undecided_fallback_wait_for_one_timing(undecided_f
     "speedup, expected",
     [  # NumPy's time over the tiles' -> for 4, 15, 16, 32, 63, 64 rows of (784, 128, 10), then (1024^3)
         (0.7, ["portable"] * 6 + ["row"] + ["portable"] * 5),
-        (2.0, ["portable"] * 5 + ["narrow"] + ["row", "row"] + ["portable"] * 3 + ["narrow"]),
-        (6.5, ["row"] * 3 + ["narrow"] * 3 + ["row", "row"] + ["narrow"] * 4),
+        (2.0, ["portable"] * 5 + ["narrow"] + ["row"] * 5 + ["narrow"]),
+        (6.5, ["row"] * 3 + ["narrow"] * 3 + ["row"] * 5 + ["narrow"]),
     ],
 )
 def test_a_slow_blas_gives_each_batch_the_cheaper_of_its_products_our_tiles_and_the_row_kernel(
@@ -700,7 +700,7 @@ def test_a_slow_blas_gives_each_batch_the_cheaper_of_its_products_our_tiles_and_
 ):
     # A tile costs about the same whatever rows it holds: fewer rows than two tiles take our
     # tiles only where they won by SURE_SPEEDUP; fewer than one, the row kernel where W1
-    # stays in cache; where it does not, the row path up to half a tile, and a few rows
+    # stays in cache; where it does not, the row path below two tiles, and for a few rows
     # (paths.ROW_MAX_ROWS) on any BLAS (tiles of 32 rows here, float64)
     undecided_fallback(speedup * 1e-3, 1e-3)
     assert narrow.tile_rows(*MNIST, 8) == narrow.tile_rows(*WIDE, 8) == 32
@@ -713,7 +713,7 @@ def test_a_slow_blas_gives_each_batch_the_cheaper_of_its_products_our_tiles_and_
     "blas, expected, described",
     [
         ("numpy", ["portable"] * 3, "portable path (products through NumPy's BLAS: TWOLAYER_BLAS=numpy)"),
-        ("none", ["row", "narrow", "narrow"], "our own kernels, no BLAS (TWOLAYER_BLAS=none)"),
+        ("none", ["row", "row", "narrow"], "our own kernels, no BLAS (TWOLAYER_BLAS=none)"),
     ],
 )
 def test_twolayer_blas_picks_the_fallback_without_timing(undecided_fallback, monkeypatch, blas, expected, described):

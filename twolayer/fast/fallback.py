@@ -36,9 +36,12 @@ NARROW_MIN_SPEEDUP = 1.25
 # kernel where W1 stays in cache (17 us a row for (784,128,10) float64, 3.1-3.3x the
 # NumPy backend at 4 rows over both). Where W1 is beyond the cache, the row path
 # (rows_split: the weights streamed once per group of rows, shared out over the threads)
-# takes up to half a tile, where its rows cost what a tile does ((1024^3) over BLIS,
-# float64: 16 rows 2.5 ms, a tile 2.5 ms, NumPy's products 11.4 ms; over MKL, up to 6
-# rows: float64 N = 5-6 1.58-1.59x the NumPy backend, its products 1.05-1.09x).
+# takes every batch under two tiles where our tiles beat NumPy's products at all: (1024^3)
+# over BLIS at 8-32 rows (`python dev/fallback_paths.py wide float64 8,16,24,32`), float64
+# 2.4-3.7x the NumPy backend's speed, where a tile took 12.6 ms whatever its rows (0.57-1.42x)
+# and NumPy's products 1.01-1.06x; float32 2.2-3.2x, tiles 0.29-0.82x, products
+# 1.00-1.01x. And a few rows (paths.ROW_MAX_ROWS) on any BLAS: over MKL, float64 at 5-6
+# rows 1.58-1.59x, its products 1.05-1.09x.
 SURE_SPEEDUP = 2.5
 # Each path is timed this many times, in turns, and the median of each counts; past
 # TIMING_SECONDS, after three turns, no more ((1024^3) over the reference BLAS: 100 ms a
@@ -84,13 +87,12 @@ def path_for(n, dims, itemsize):
     T = narrow.tile_rows(*dims, itemsize)
     if n >= 2 * T:
         return "narrow"
-    medians = decision.get("medians")  # none with TWOLAYER_BLAS=none
-    sure = medians is None or medians["portable"] >= SURE_SPEEDUP * medians["narrow"]
     if wide:
-        return "row" if 2 * n < T else "narrow" if sure else "portable"
-    if medians is None:
+        return "row"
+    medians = decision.get("medians")
+    if medians is None:  # TWOLAYER_BLAS=none: no BLAS at all
         return "row" if 2 * n < T else "narrow"
-    if not sure:
+    if medians["portable"] < SURE_SPEEDUP * medians["narrow"]:
         return "portable"
     return "narrow" if n >= T else "row"
 
