@@ -43,14 +43,17 @@ W1_BEYOND_CACHE = 1 << 18
 # pack nothing and beat it from two rows (float64 N = 2: 33 against 37 us, N = 3: 37
 # against 54; packed, N = 2 took 88 us). Beyond the cache, a few rows are the weights'
 # trip through memory, and the row path runs rows_split, which shares it out over the
-# threads ((1024^3), `python dev/ab_paths.py wide DTYPE 1,2,3,4,6 numpy,base,
-# ROW_MAX_ROWS_DIRECT=6`, NumPy's time over ours, row path / column split, direct: float64
-# N = 1 1.71x / -, N = 2 1.84-2.37x / 1.14-1.36x, N = 3 2.10x / 1.16x, N = 4 1.36-1.93x /
-# 1.37-2.08x; float32 N = 2 3.25-3.33x / 1.39-2.06x, N = 4 1.71-2.03x / 1.42-2.05x, N = 6
-# 1.78x / 2.12x. Packed (TWOLAYER_BLAS=cblas): N = 6 float64 1.51-1.55x / 1.21-1.25x,
-# N = 8 1.22x / 1.26x; float32 N = 6 1.77-2.07x / 1.26-1.51x, N = 8 0.82x / 0.97x).
+# threads ((1024^3), `python dev/ab_paths.py wide DTYPE 4,5,6,8 numpy,base,
+# ROW_MAX_ROWS_DIRECT=8`, NumPy's time over ours, row path / column split, over runs of
+# 2026-12-01 on pip's OpenBLAS and Debian's): rows_split's time held within 15% from run
+# to run (float64 1.18-1.35 ms at N = 4), the split's moved with the VM (1.17-2.58 ms).
+# Direct kernels, float64: N = 2 1.84-3.17x / 1.03-1.48x, N = 4 1.71-1.93x / 0.91-2.08x,
+# N = 6 1.55-1.95x / 1.14-1.81x, N = 8 1.18-1.68x / 1.23-2.08x; float32 N = 4 1.57-2.80x
+# / 1.42-2.05x, N = 6 1.78-2.02x / 1.42-2.12x, N = 8 0.91-1.58x / 1.08-1.33x. Packed
+# (TWOLAYER_BLAS=cblas): N = 6 float64 1.51-1.55x / 1.21-1.25x, N = 8 1.22x / 1.26x;
+# float32 N = 6 1.77-2.07x / 1.26-1.51x, N = 8 0.82x / 0.97x. Up to 6 rows on both.
 ROW_MAX_ROWS = {False: {4: 3, 8: 3}, True: {4: 6, 8: 6}}
-ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 3, 8: 3}}
+ROW_MAX_ROWS_DIRECT = {False: {4: 1, 8: 1}, True: {4: 6, 8: 6}}
 # Rows up to which the row kernel beats one tile on narrow layers: a tile costs about 250
 # short loops for (10, 5, 10) whatever its rows (N = 2: 1.11 against 1.52 us).
 NARROW_ROW_MAX_ROWS = 2
