@@ -100,9 +100,10 @@ def rows_forward_backward(data, labels, params, grad):
 
 # rows_split: rows of W1 (inputs) and of W2 (hidden units) per task: each task streams
 # a contiguous block of a weight matrix, or of its gradient. Rows per group bound the
-# scratch.
+# scratch. Five stages per group (_split_stage).
 SPLIT_BLOCK = 64
 SPLIT_ROWS = 16
+STAGES = 5
 
 
 @register_jitable
@@ -231,17 +232,17 @@ def _split_stage(stage, counters, at, x, y, W1, b1, W2, b2, ws, costs, gW1, gb1,
 @njit(**JIT)
 def _split_views(ws, G, Dx, H, Dy):
     # hparts (Dx blocks * G, H), h, d (G, H), zparts (H blocks * G, Dy), z (G, Dy)
-    sizes = ((-(-Dx // SPLIT_BLOCK)) * G * H, G * H, G * H, (-(-H // SPLIT_BLOCK)) * G * Dy, G * Dy)
-    a = sizes[0]
-    b = a + sizes[1]
-    c = b + sizes[2]
-    e = c + sizes[3]
+    nI, nJ = -(-Dx // SPLIT_BLOCK), -(-H // SPLIT_BLOCK)
+    h_at = nI * G * H
+    d_at = h_at + G * H
+    zparts_at = d_at + G * H
+    z_at = zparts_at + nJ * G * Dy
     return (
-        matrix(ws[:a], a // H, H),
-        matrix(ws[a:b], G, H),
-        matrix(ws[b:c], G, H),
-        matrix(ws[c:e], sizes[3] // Dy, Dy),
-        matrix(ws[e : e + sizes[4]], G, Dy),
+        matrix(ws[:h_at], nI * G, H),
+        matrix(ws[h_at:d_at], G, H),
+        matrix(ws[d_at:zparts_at], G, H),
+        matrix(ws[zparts_at:z_at], nJ * G, Dy),
+        matrix(ws[z_at : z_at + G * Dy], G, Dy),
     )
 
 
@@ -257,7 +258,6 @@ _unstash_split = unstash_as(
         (*split_signature(zero), types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C"))
     )
 )
-STAGES = 5
 
 
 @njit(**ENTRY)
