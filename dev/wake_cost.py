@@ -11,34 +11,18 @@ can go on with its work). Linux only.
 """
 
 import ctypes
-import os
 import statistics
-import subprocess
-import tempfile
 import time
 
-import numpy as np
+from idle_wait import build, user_evaluation  # dev/idle_wait.py
 
 WAYS = {"caller wakes": 0, "watcher wakes": 1, "keeper, caller wakes": 2}
 
 
-def build():
-    out = os.path.join(tempfile.mkdtemp(), "wake_cost.so")
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wake_cost.c")
-    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", out, src, "-lpthread"], check=True)
-    lib = ctypes.CDLL(out)
-    lib.round_trip.restype = lib.last_caller_cost.restype = ctypes.c_double
-    return lib
-
-
 def main():
-    lib = build()
-    rng = np.random.default_rng(0)
-    X_val = rng.standard_normal((2000, 784))
-    W1, W2 = 0.02 * rng.standard_normal((784, 128)), rng.standard_normal((128, 10))
-
-    def evaluation():
-        return (1 / (1 + np.exp(-(X_val @ W1))) @ W2).argmax(axis=1)
+    lib = build("wake_cost")
+    lib.last_caller_cost.restype = ctypes.c_double
+    evaluation = user_evaluation()
 
     def medians(before, times=200):
         answers, costs = [], []
