@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import twolayer
-from twolayer import forward_backward_prop, param_count
+from twolayer import fast, forward_backward_prop, param_count
 
 from .conftest import random_problem
 from .oracle import assert_close_to_oracle, forward_backward_longdouble
@@ -181,3 +181,31 @@ def test_gradcheck_on_soft_labels_and_odd_shapes(backend, rng):
         assert twolayer.gradcheck_naive(
             lambda p: forward_backward_prop(data, labels, p, dims, backend=backend), params, verbose=False
         )
+
+
+# A W1 beyond the cache: a few rows of it run a kernel of their own (rows_split), which
+# the small shapes above never reach. The contract holds there too.
+WIDE = (512, 520, 3)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numba:row"])
+def test_a_few_rows_of_a_wide_layer_keep_the_contract(backend, rng):
+    assert WIDE[0] * WIDE[1] >= fast.paths.W1_BEYOND_CACHE and fast.choose_path(5, *WIDE) == "row"
+    data, labels, params = random_problem(rng, 5, WIDE, soft=True, scale=0.1)
+    labels[1] *= 2.5
+    strided = np.repeat(data, 2, axis=1)[:, ::2]  # not contiguous
+    inputs = [a.copy() for a in (strided, labels, params)]
+    cost, grad = forward_backward_prop(strided, labels, params, WIDE, backend=backend)
+    assert all(np.array_equal(a, b) for a, b in zip(inputs, (strided, labels, params)))
+    assert_close_to_oracle(cost, grad, data, labels, params, WIDE, RTOL[np.float64])
+    singles = [a.astype(np.float32) for a in (data, labels, params)]
+    cost32, grad32 = forward_backward_prop(*singles, WIDE, backend=backend)
+    assert grad32.dtype == np.float32 and cost32 == pytest.approx(cost, rel=1e-4)
+    for i, name in enumerate(("data", "labels", "params")):
+        arrays = [data, labels, params]
+        arrays[i] = arrays[i].copy()
+        arrays[i].flat[7] = np.nan
+        assert not np.isfinite(forward_backward_prop(*arrays, WIDE, backend=backend)[0]), name
+    params_inf = params.copy()
+    params_inf[-1] = np.inf
+    assert not np.isfinite(forward_backward_prop(data, labels, params_inf, WIDE, backend=backend)[0])
