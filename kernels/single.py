@@ -3,8 +3,9 @@
 Below a few hundred rows a parallel launch (2-6 us) and tile packing cost more than
 the arithmetic; here the time goes to the call itself and H + Dy exps per row. Where
 W1 is beyond the cache, the call is the weights' trip through memory (32 MB for one row
-of (1024, 1024, 1024) float64), so rows_split shares it out by hidden units over the
-pool's threads: each thread streams only its blocks of W1, W2 and their gradients.
+of (1024, 1024, 1024) float64), so rows_split shares it out over the pool's threads in
+blocks of rows of W1 and W2: each thread streams only its blocks of the weights and of
+their gradients.
 (Indexing the flat params by offsets instead of 2-D views saved 0.05 us at N = 1 but
 made wide layers 3x slower: Numba cannot prove a computed index non-negative, so
 every access pays a wraparound check, and the loops stop vectorizing.)
