@@ -13,8 +13,16 @@ from twolayer.fast import numpy_blas, threads
 
 from .conftest import random_problem, run_python
 
-# One problem per kernel path, including both parallel ones.
-CASES = [((10, 5, 10), 1), ((10, 5, 10), 37), ((10, 5, 10), 3000), ((50, 100, 5), 700), ((7, 3, 2), 5)]
+# One problem per kernel path, including the parallel ones (rows_split: the rows of a W1
+# beyond the cache).
+CASES = [
+    ((10, 5, 10), 1),
+    ((10, 5, 10), 37),
+    ((10, 5, 10), 3000),
+    ((50, 100, 5), 700),
+    ((7, 3, 2), 5),
+    ((520, 510, 30), 2),
+]
 
 
 def _problems():
