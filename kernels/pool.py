@@ -36,14 +36,19 @@ from .common import JIT, function_at
 # size, how many threads may take part, and the CPU it runs on. Written by helpers: how
 # many are inside the job, and how many jobs they took part in (a cache line of their
 # own). The rest: helpers asleep, wake-ups so far, stop request, the next helper's tid,
-# helpers alive, idle time before sleeping (ns) and the clock id.
+# helpers alive, idle time before sleeping (ns), the clock id, and how many helpers the
+# pool has room for.
 JOB, LAST, FUNCTION, ARGS, ITEMSIZE, THREADS, CALLER_CPU = 0, 1, 2, 3, 4, 5, 6
 INSIDE, JOINED = 8, 9
-SLEEPING, WAKE, STOP, NEXT_TID, ALIVE, IDLE_NS, CLOCK = 16, 17, 18, 19, 20, 21, 22
+SLEEPING, WAKE, STOP, NEXT_TID, ALIVE, IDLE_NS, CLOCK, HELPER_ROOM = 16, 17, 18, 19, 20, 21, 22, 23
 # Then a pthread mutex and condition variable, 128 bytes each (40 and 48 on Linux, 64 and
 # 48 on macOS).
 MUTEX, CONDITION = 32, 48
 POOL_SLOTS = 64
+# Then a cache line per helper: its thread id in the kernel (0 until it has started) and
+# the last job it took part in, written by it; the job after which a caller last moved it.
+HELPER_STRIDE = 8
+KERNEL_TID, TOOK_PART, MOVED_AFTER = 0, 1, 2
 
 # Counters of a job's tasks: each on a cache line of its own.
 COUNTER_STRIDE = 8
@@ -58,8 +63,8 @@ _LIBC_FUNCTIONS = (
 )
 _libc = ctypes.CDLL(None)
 # Linux's: which CPU a thread runs on, and on which it may (not on macOS: there a helper
-# never moves itself, see _leave_callers_cpu)
-_CPU_FUNCTIONS = ("sched_getcpu", "sched_getaffinity", "sched_setaffinity")
+# is never moved, see _move_off_cpu)
+_CPU_FUNCTIONS = ("sched_getcpu", "sched_getaffinity", "sched_setaffinity", "gettid")
 CAN_MOVE = all(hasattr(_libc, name) for name in _CPU_FUNCTIONS)
 for _name in _LIBC_FUNCTIONS + (_CPU_FUNCTIONS if CAN_MOVE else ()):
     # resolved for the JIT, and for code loaded from the cache
@@ -172,21 +177,37 @@ def _cpu(typingctx):
 
 
 @intrinsic
-def _affinity(typingctx, set_it, mask):
-    """sched_setaffinity (if set_it, a literal) or sched_getaffinity of this thread, with
-    ``mask`` (CPU_MASK_WORDS uint64) as its cpu_set_t; 0 on success."""
-    if not (isinstance(set_it, types.BooleanLiteral) and isinstance(mask, types.Array)):
+def _kernel_tid(typingctx):
+    """This thread's id in the kernel (gettid), 0 where unknown."""
+
+    def codegen(context, builder, sig, args):
+        if not CAN_MOVE:
+            return ir.Constant(ir.IntType(64), 0)
+        return builder.sext(_libc_call(builder, "gettid"), ir.IntType(64))
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def _affinity(typingctx, set_it, thread, mask):
+    """sched_setaffinity (if set_it, a literal) or sched_getaffinity of kernel thread id
+    ``thread`` (0: this thread), with ``mask`` (CPU_MASK_WORDS uint64) as its cpu_set_t;
+    0 on success."""
+    if not (
+        isinstance(set_it, types.BooleanLiteral) and isinstance(thread, types.Integer) and isinstance(mask, types.Array)
+    ):
         return None
 
     def codegen(context, builder, sig, args):
         if not CAN_MOVE:
             return ir.Constant(ir.IntType(32), -1)
-        data = builder.bitcast(make_array(sig.args[1])(context, builder, args[1]).data, cgutils.voidptr_t)
+        data = builder.bitcast(make_array(sig.args[2])(context, builder, args[2]).data, cgutils.voidptr_t)
         i32, size = ir.IntType(32), ir.Constant(ir.IntType(64), CPU_MASK_WORDS * 8)
+        pid = builder.trunc(context.cast(builder, args[1], sig.args[1], types.int64), i32)
         name = "sched_setaffinity" if set_it.literal_value else "sched_getaffinity"
-        return _libc_call(builder, name, [ir.Constant(i32, 0), size, data], [i32, ir.IntType(64), cgutils.voidptr_t])
+        return _libc_call(builder, name, [pid, size, data], [i32, ir.IntType(64), cgutils.voidptr_t])
 
-    return types.int32(set_it, mask), codegen
+    return types.int32(set_it, thread, mask), codegen
 
 
 @intrinsic
@@ -340,7 +361,9 @@ def run_job(pool, helpers, job, args, zero, threads):
     store(pool, ARGS, args)
     store(pool, ITEMSIZE, 4 if zero_is_single(zero) else 8)
     store(pool, THREADS, threads)
-    store(pool, CALLER_CPU, _cpu())
+    cpu = _cpu()
+    store(pool, CALLER_CPU, cpu)
+    joined = load(pool, JOINED)
     store(pool, JOB, number)
     if load(pool, SLEEPING) != 0:  # checked after the job is open: see _sleep
         _lock(pool)
@@ -352,6 +375,33 @@ def run_job(pool, helpers, job, args, zero, threads):
     spins = 0
     while load(pool, INSIDE) != 0:  # a helper still inside reads our stack
         spins = _spin_once(spins)
+    if load(pool, JOINED) - joined < threads - 1:
+        _move_helpers_off(pool, number, threads, cpu)
+
+
+@njit(**JIT)
+def _helper_line(tid):
+    return POOL_SLOTS + HELPER_STRIDE * (tid - 1)
+
+
+@njit(**JIT)
+def _move_helpers_off(pool, number, threads, cpu):
+    # After job ``number``: a helper that missed it and the one before (both woke it if it
+    # slept) waits for a CPU, most often the caller's (see _move_off_cpu; where it waits
+    # is not known: one that Linux moved while it waited has not run since). So it is
+    # moved off the caller's CPU, which leaves it where it is if it is elsewhere. A move
+    # costs the caller 4.5 us even where it moves nothing, so one miss is left alone (a
+    # helper that another thread keeps from its CPU for a moment, such as OpenBLAS's
+    # spinning after the user's product, misses one call), and so is a helper moved
+    # before that has not come since (another program may hold every other CPU).
+    if cpu < 0 or load(pool, STOP) != 0:
+        return
+    for tid in range(1, threads):
+        line = _helper_line(tid)
+        thread, took_part = load(pool, line + KERNEL_TID), load(pool, line + TOOK_PART)
+        if thread != 0 and took_part < number - 1 and load(pool, line + MOVED_AFTER) <= took_part:
+            store(pool, line + MOVED_AFTER, number)
+            _move_off_cpu(thread, cpu)
 
 
 @njit(**JIT)
@@ -395,23 +445,31 @@ def _sleep(pool, last):
 
 
 @njit(**JIT)
-def _leave_callers_cpu(pool):
-    # A helper that a call woke can find itself on the caller's CPU: in a VM, Linux puts
-    # it there when the host has halted the idle vCPU it slept on. There it cannot help
-    # until the call ends, and the next call's wake puts it there again: after a second
-    # without calls, the helper of this VM stayed there, and joined 2-12 of the next 150
-    # calls (tests/test_concurrency.py). So it moves itself to another CPU it may run on:
-    # its affinity without this CPU, then back to what it was.
-    cpu = _cpu()
-    if cpu < 0 or cpu >= 64 * CPU_MASK_WORDS or cpu != load(pool, CALLER_CPU):
+def _move_off_cpu(thread, cpu):
+    # A helper on the caller's CPU cannot help until the call ends, and Linux can leave it
+    # there: in a VM it wakes a helper there when the host has halted the idle vCPU it
+    # slept on (after a second without calls, this VM's helper then joined 2-12 of the
+    # next 150 calls, tests/test_concurrency.py), and it moves the user's thread onto the
+    # CPU of a waiting helper (in a training loop, runs of 7-20 calls without the helper).
+    # So the helper, kernel thread ``thread`` (0: this one), is moved to another CPU it
+    # may run on: its affinity without ``cpu``, then back to what it was.
+    if cpu < 0 or cpu >= 64 * CPU_MASK_WORDS:
         return
     allowed = np.zeros(CPU_MASK_WORDS, np.uint64)
-    if _affinity(False, allowed) != 0:
+    if _affinity(False, thread, allowed) != 0:
         return
     others = allowed.copy()
     others[cpu // 64] &= ~(np.uint64(1) << np.uint64(cpu % 64))
-    if others.any() and _affinity(True, others) == 0:
-        _affinity(True, allowed)
+    if others.any() and _affinity(True, thread, others) == 0:
+        _affinity(True, thread, allowed)
+
+
+@njit(**JIT)
+def _leave_callers_cpu(pool):
+    # a helper woken on the caller's CPU moves itself
+    cpu = _cpu()
+    if cpu == load(pool, CALLER_CPU):
+        _move_off_cpu(0, cpu)
 
 
 @njit(**JIT)
@@ -419,6 +477,7 @@ def serve(pool, tid):
     """A helper's life: take part in every job opened in ``pool`` as thread ``tid`` while it
     may (tid below the job's thread count), until a stop request."""
     last = 0
+    line = _helper_line(tid)
     idle_since = _now_ns(pool)
     rounds = 0
     while load(pool, STOP) == 0:
@@ -433,6 +492,7 @@ def serve(pool, tid):
                     job_at(function, zero32)(tid, args, zero32)
                 else:
                     job_at(function, 0.0)(tid, args, 0.0)
+                store(pool, line + TOOK_PART, job)
                 fetch_add(pool, JOINED, 1)
             fetch_add(pool, INSIDE, -1)
             idle_since = _now_ns(pool)
@@ -448,7 +508,12 @@ def serve(pool, tid):
 def helper_main(block):
     """A helper thread's start routine: block is the pool's memory."""
     pool = carray(block, (POOL_SLOTS,), np.int64)
-    serve(pool, fetch_add(pool, NEXT_TID, 1))
+    pool = carray(block, (POOL_SLOTS + HELPER_STRIDE * pool[HELPER_ROOM],), np.int64)
+    tid = fetch_add(pool, NEXT_TID, 1)
+    line = _helper_line(tid)
+    store(pool, line + KERNEL_TID, _kernel_tid())
+    serve(pool, tid)
+    store(pool, line + KERNEL_TID, 0)
     fetch_add(pool, ALIVE, -1)
     return block
 

@@ -61,12 +61,15 @@ class _Pool:
     and its helper threads, started as calls need them."""
 
     def __init__(self):
-        raw = _libc.calloc(slots.POOL_SLOTS * 8 + 64, 1)  # never freed: see the class
+        room = max(numba.config.NUMBA_NUM_THREADS - 1, 0)  # helpers: a cache line each
+        size = slots.POOL_SLOTS + slots.HELPER_STRIDE * room
+        raw = _libc.calloc(size * 8 + 64, 1)  # never freed: see the class
         if not raw:
             raise MemoryError("twolayer's thread pool: calloc failed")
         self.address = raw + (-raw % 64)
-        self.slots = np.ctypeslib.as_array((ctypes.c_int64 * slots.POOL_SLOTS).from_address(self.address))
+        self.slots = np.ctypeslib.as_array((ctypes.c_int64 * size).from_address(self.address))
         self.slots[:] = 0
+        self.slots[slots.HELPER_ROOM] = room
         self.slots[slots.NEXT_TID] = 1
         self.slots[slots.IDLE_NS] = IDLE_NS
         self.slots[slots.CLOCK] = time.CLOCK_MONOTONIC
@@ -168,6 +171,12 @@ def jobs_joined():
 
 def helpers_asleep():
     return int(_pool.slots[slots.SLEEPING])
+
+
+def helper_thread_ids():
+    """The kernel's thread ids of the helpers started so far (Linux; empty elsewhere)."""
+    lines = _pool.slots[slots.POOL_SLOTS :].reshape(-1, slots.HELPER_STRIDE)
+    return [int(t) for t in lines[: _pool.helpers, slots.KERNEL_TID] if t != 0]
 
 
 def helpers_started():
