@@ -13,7 +13,8 @@ of the time gives its core to a thread that wants it, such as NumPy's BLAS threa
 running the user's own products between our calls (dev/idle_wait.py measures the
 alternatives; dev/eval_stall.py the times it does not). After the pool's idle time
 without a job (a millisecond) it sleeps on a condition variable; the next call wakes it
-and starts without it.
+and starts without it. A helper that missed two jobs in a row is moved off the caller's
+CPU by the caller (_move_helpers_off).
 
 The helpers are native threads (pthread_create on helper_main, a C callback), so that
 they never need the GIL and are not Python threads (twolayer/fast/threads.py).
