@@ -34,14 +34,20 @@ from .common import JIT, function_at
 
 # The pool's slots (int64). Written by the caller: the open job's number (0: none), the
 # last job's number, the address of the job's function and of its arguments, its float
-# size, how many threads may take part, and the CPU it runs on. Written by helpers: how
-# many are inside the job, and how many jobs they took part in (a cache line of their
-# own). The rest: helpers asleep, wake-ups so far, stop request, the next helper's tid,
-# helpers alive, idle time before sleeping (ns), the clock id, and how many helpers the
-# pool has room for.
-JOB, LAST, FUNCTION, ARGS, ITEMSIZE, THREADS, CALLER_CPU = 0, 1, 2, 3, 4, 5, 6
+# size, how many threads may take part, the CPU it runs on, and whether a caller holds
+# the pool (one at a time opens jobs: ours, or NumPy's products, openblas_pieces.py).
+# Written by helpers: how many are inside the job, and how many jobs they took part in
+# (a cache line of their own). The rest: helpers asleep, wake-ups so far, stop request,
+# the next helper's tid, helpers alive, idle time before sleeping (ns), the clock id,
+# and how many helpers the pool has room for.
+JOB, LAST, FUNCTION, ARGS, ITEMSIZE, THREADS, CALLER_CPU, HELD = 0, 1, 2, 3, 4, 5, 6, 7
 INSIDE, JOINED = 8, 9
 SLEEPING, WAKE, STOP, NEXT_TID, ALIVE, IDLE_NS, CLOCK, HELPER_ROOM = 16, 17, 18, 19, 20, 21, 22, 23
+# For NumPy's products on the pool (openblas_pieces.py, written once by Python): the job
+# that runs a product's pieces, OpenBLAS's thread-slot count (MAX_THREADS), and the
+# addresses of its exec_blas, of its callback pointer, of our callback, and of its count
+# of worker threads (an int).
+PIECES_JOB, MAX_PIECES, EXEC_BLAS, CALLBACK_AT, CALLBACK, WORKERS_AT = 24, 25, 26, 27, 28, 29
 # Then a pthread mutex and condition variable, 128 bytes each (40 and 48 on Linux, 64 and
 # 48 on macOS).
 MUTEX, CONDITION = 32, 48
@@ -126,6 +132,20 @@ def fetch_add(typingctx, counters, i, value):
         return builder.atomic_rmw("add", at, context.cast(builder, args[2], sig.args[2], types.int64), "seq_cst")
 
     return types.int64(counters, i, value), codegen
+
+
+@intrinsic
+def take(typingctx, counters, i):
+    """counters[i] from 0 to 1 atomically (seq_cst); whether this call did it."""
+    if not _is_counters(counters):
+        return None
+
+    def codegen(context, builder, sig, args):
+        at = _counter_at(context, builder, sig, args)
+        zero, one = ir.Constant(ir.IntType(64), 0), ir.Constant(ir.IntType(64), 1)
+        return builder.extract_value(builder.cmpxchg(at, zero, one, "seq_cst", "seq_cst"), 1)
+
+    return types.boolean(counters, i), codegen
 
 
 @njit(**JIT)
@@ -352,10 +372,16 @@ def zero_is_single(typingctx, zero):
 def run_job(pool, helpers, job, args, zero, threads):
     """Run ``job`` on ``args`` (a stash) here as tid 0 and, if ``helpers``, on the helpers
     below tid ``threads`` that come while it runs; returns once every helper inside it
-    has left. Only one thread at a time may open jobs in a pool (twolayer.fast.threads)."""
-    if not helpers:
+    has left. One caller at a time holds the pool; another runs its job alone."""
+    if helpers and take(pool, HELD):
+        run_held(pool, job, args, zero, threads)
+    else:
         job_at(job, zero)(0, args, zero)
-        return
+
+
+@njit(**JIT)
+def run_held(pool, job, args, zero, threads):
+    """run_job for a caller that holds the pool (pool[HELD] taken); lets go of it."""
     number = load(pool, LAST) + 1
     store(pool, LAST, number)
     store(pool, FUNCTION, job)
@@ -378,6 +404,7 @@ def run_job(pool, helpers, job, args, zero, threads):
         spins = _spin_once(spins)
     if load(pool, JOINED) - joined < threads - 1:
         _move_helpers_off(pool, number, threads, cpu)
+    store(pool, HELD, 0)
 
 
 @njit(**JIT)

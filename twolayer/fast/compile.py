@@ -13,7 +13,7 @@ import threading
 import numba
 from numba import types
 
-from ..kernels import blocks, narrow, pool, portable, single, wide
+from ..kernels import blocks, narrow, openblas_pieces, pool, portable, single, wide
 from ..kernels.common import array_types
 from . import numpy_blas
 
@@ -86,6 +86,7 @@ ENTRY_KERNELS = {
     "blocks_job": (blocks.chunks_job, _job),
     "blas_columns": (wide.wide_columns, _columns),
     "blas_columns_job": (wide.columns_job, _job),
+    "pieces_job": (openblas_pieces.pieces_job, _job),
     **{
         name: (getattr(portable, name), _portable(name))
         for name in (
@@ -130,6 +131,17 @@ def address(name, dtype):
 
 
 _helper = []  # the pool's helper start routine, once compiled or loaded
+_run_pieces = []  # OpenBLAS's threads callback (kernels/openblas_pieces.py), likewise
+
+
+def run_pieces_address():
+    """The address of the callback that runs NumPy's products on the pool, a C callback
+    compiled once and cached like the kernels."""
+    if not _run_pieces:
+        with _lock:
+            if not _run_pieces:
+                _run_pieces.append(openblas_pieces.compiled_run_pieces())
+    return _run_pieces[0].address
 
 
 def helper_address():
