@@ -230,7 +230,9 @@ print(min(others_cpu_after_a_product() for _ in range(3)))
 
 
 def _openblas_spin_probe(*args, **env):
+    # the products on OpenBLAS's own workers, whose spin this is about
     env = {
+        "TWOLAYER_OPENBLAS_THREADS": "keep",
         "OPENBLAS_THREAD_TIMEOUT": None,
         "TWOLAYER_OPENBLAS_SPIN": None,
         "OPENBLAS_NUM_THREADS": "2",
@@ -371,3 +373,127 @@ def test_a_helper_left_on_the_callers_cpu_is_moved_off_it():
     # call from the fourth on in 5-8 of 20 trials here; with it, in 19-20.
     result = run_python(code=_HELPER_ON_CALLERS_CPU, timeout=300)
     assert int(result.stdout) >= 15, result.stdout
+
+
+# NumPy's threaded products on our pool (kernels/openblas_pieces.py).
+
+
+def _shares_here():
+    lib = numpy_blas.library()
+    return lib is not None and lib.threads_callback() is not None and lib.get_num_threads() > 1
+
+
+def _products(rng):
+    a, b = rng.random((300, 400)), rng.random((400, 500))
+    m = rng.random((300, 300)) + 300 * np.eye(300)
+    return [
+        lambda: a @ b,
+        lambda: a.astype(np.float32) @ b.astype(np.float32),
+        lambda: a[:64] @ b,
+        lambda: m @ a[:, 0],  # a threaded matrix-vector product
+        lambda: np.linalg.solve(m, a[:, :50]),  # LU: OpenBLAS's own workers, around the callback
+    ]
+
+
+@pytest.mark.skipif(not _shares_here(), reason="NumPy's OpenBLAS has no threads callback (0.3.27+) here")
+def test_numpys_products_run_on_our_pool_with_the_same_bits():
+    dims, data, labels, params = next(p for p in _problems() if p[1].shape[0] == 3000)
+    twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")  # a parallel call shares
+    assert threads._pool.shares_blas
+    assert threads.sharing_description().startswith("twolayer's pool (OpenBLAS's threads callback;")
+    products = _products(np.random.default_rng(7))
+    opened = threads.jobs_opened()
+    with_pool = [f() for f in products]
+    assert threads.jobs_opened() > opened  # the products' pieces ran as jobs of the pool
+    threads._stop_sharing()
+    try:
+        opened = threads.jobs_opened()
+        without = [f() for f in products]
+        assert threads.jobs_opened() == opened
+    finally:
+        threads._pool.share_with_openblas()
+    for i, (got, want) in enumerate(zip(with_pool, without)):
+        assert got.dtype == want.dtype and np.array_equal(got, want), i
+
+
+_PRODUCTS_AND_CALLS_FROM_THREADS = """
+import sys, threading, numpy as np, twolayer
+from twolayer.fast import numpy_blas, threads
+from twolayer.benchmark import make_problem
+rng = np.random.default_rng(1)
+a, b = rng.random((300, 400)), rng.random((400, 500))
+m = rng.random((300, 300)) + 300 * np.eye(300)
+dims = (50, 100, 5)
+d, y, p = make_problem(dims, 700, "float64")
+call = lambda: twolayer.forward_backward_prop(d, y, p, dims, backend="numba")
+expected_call = call()
+assert threads._pool.shares_blas == (sys.argv[1] != "kept"), threads._pool.shares_blas
+if sys.argv[1] == "more-threads":  # OpenBLAS now has more threads than our pool has helpers
+    numpy_blas.library().set_num_threads(4)
+work = [lambda: a @ b, lambda: m @ a[:, 0], lambda: np.linalg.solve(m, a[:, :50])]
+expected = [f() for f in work]
+bad, done = [], [0]
+def same(j, got):
+    # Our calls hold OpenBLAS at one thread while they run: LU's blocking follows the
+    # thread count, and so does GEMM's beyond two threads, so their last bits may move (a
+    # shared buffer would move more)
+    if j == 2 or sys.argv[1] == "more-threads":
+        return np.allclose(got, expected[j], rtol=1e-12, atol=0)
+    return np.array_equal(got, expected[j])
+def products(k):
+    for i in range(60):
+        j = (i + k) % len(work)
+        bad.extend([] if same(j, work[j]()) else [("product", j)])
+        done[0] += 1
+def calls():
+    for i in range(100):
+        c, g = call()
+        bad.extend([] if c == expected_call[0] and np.array_equal(g, expected_call[1]) else ["call"])
+ts = [threading.Thread(target=products, args=(k,)) for k in range(4)]
+ts += [threading.Thread(target=calls) for _ in range(2)]
+for t in ts: t.start()
+for t in ts: t.join()
+assert not bad, bad[:5]
+print(done[0])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _shares_here(), reason="NumPy's OpenBLAS has no threads callback (0.3.27+) here")
+@pytest.mark.parametrize(
+    "case, env",
+    [
+        ("shares", {}),
+        ("kept", {"TWOLAYER_OPENBLAS_THREADS": "keep"}),
+        ("more-threads", {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}),
+    ],
+)
+def test_products_and_calls_from_six_threads_give_the_same_bits(case, env):
+    # Four threads of products (LU among them, on OpenBLAS's own workers) beside two of
+    # our calls; with the pool shared, kept on OpenBLAS's workers, and with OpenBLAS given
+    # more threads than our pool has (its products then go to its own workers).
+    if case == "more-threads" and fast.get_num_threads() < 2:
+        pytest.skip("needs two cores")
+    result = run_python(case, code=_PRODUCTS_AND_CALLS_FROM_THREADS, env=env, timeout=300)
+    assert int(result.stdout) == 240
+
+
+def _child_product(_):
+    rng = np.random.default_rng(2)
+    a, b = rng.random((300, 400)), rng.random((400, 500))
+    dims, data, labels, params = next(p for p in _problems() if p[1].shape[0] == 3000)
+    twolayer.forward_backward_prop(data, labels, params, dims, backend="numba")  # a parallel call shares
+    return (a @ b).tobytes(), threads._pool.shares_blas
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _shares_here(), reason="NumPy's OpenBLAS has no threads callback (0.3.27+) here")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_children_run_products_after_the_parent_shared_its_pool(method):
+    # A forked child gives NumPy's products back to OpenBLAS's workers (it has none of our
+    # helpers), then shares its own pool at its first parallel call.
+    expected, shares = _child_product(0)
+    assert shares
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        got = pool.map_async(_child_product, range(4)).get(timeout=300)
+    assert all(product == expected and shares for product, shares in got)

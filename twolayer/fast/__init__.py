@@ -162,6 +162,7 @@ def runtime_info():
         "thread pool": threads.pool_description(),
         "wide layers": f"BLAS path on NumPy's {lib.interface} OpenBLAS" if lib else fallback.describe(),
         "blas path gemm": numpy_blas.gemm_description() or "-",
+        "numpy's products": threads.sharing_description(),
         "openblas idle threads": numpy_blas.idle_spin_description(),
         "svml": bool(numba.config.USING_SVML),
         "llvm cpu": ll.get_host_cpu_name(),

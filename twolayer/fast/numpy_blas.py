@@ -23,6 +23,7 @@ no SciPy import (0.2 s of a first call).
 
 import ctypes
 import os
+import re
 import threading
 
 import llvmlite.binding as ll
@@ -68,6 +69,24 @@ class Library:
         self.core = corename().decode() if corename else "unknown"  # the kernels OpenBLAS picked
         self.adapters = None  # LP64: the compiled adapters, kept alive here
         self.dispatchers = None  # direct kernels: the compiled dispatchers, kept alive here
+
+    def threads_callback(self):
+        """OpenBLAS's threads callback (0.3.27 and later, a pthreads build): (its setter, the
+        address of the pointer it sets, of exec_blas, of the count of OpenBLAS's worker
+        threads, and MAX_THREADS), or None."""
+        dll = self.dll
+        setter = _function(dll, self.name("openblas_set_threads_callback_function"), None, ctypes.c_void_p)
+        config = _function(dll, self.name("openblas_get_config"), ctypes.c_char_p)
+        found = re.search(rb"MAX_THREADS=(\d+)", (config() if config else None) or b"")
+        if setter is None or found is None or self.threading != "pthreads":
+            return None
+        try:  # exported without NumPy's prefix, like the spin controls
+            pointer = ctypes.addressof(ctypes.c_void_p.in_dll(dll, "openblas_threads_callback_"))
+            workers = ctypes.addressof(ctypes.c_int.in_dll(dll, "blas_num_threads"))
+            exec_blas = ctypes.cast(dll.exec_blas, ctypes.c_void_p).value
+        except (AttributeError, ValueError):
+            return None
+        return setter, pointer, exec_blas, workers, int(found.group(1))
 
     def can_shorten_spin(self):
         """Whether the idle spin of this build can be changed: a pthreads OpenBLAS (an

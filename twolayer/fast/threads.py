@@ -19,9 +19,10 @@ import time
 import numba
 import numpy as np
 
+from ..kernels import openblas_pieces
 from ..kernels import pool as slots
 from . import numpy_blas
-from .compile import address, helper_address, kernel
+from .compile import address, helper_address, kernel, run_pieces_address
 
 # Idle time after which a helper sleeps. A sleeping helper costs the next call its
 # wake-up (25-50 us here); a spinning one costs nothing on a core nobody else wants, but
@@ -50,6 +51,11 @@ def _idle_ns():
 
 IDLE_NS = _idle_ns()
 
+# NumPy's threaded products on our pool (kernels/openblas_pieces.py), where its OpenBLAS
+# has the threads callback: set at the first parallel call. TWOLAYER_OPENBLAS_THREADS=keep
+# leaves them on OpenBLAS's own worker threads.
+SHARE_ENV = "TWOLAYER_OPENBLAS_THREADS"
+
 _threads = numba.config.NUMBA_NUM_THREADS
 _libc = ctypes.CDLL(None)
 _libc.calloc.restype = ctypes.c_void_p
@@ -77,7 +83,8 @@ class _Pool:
             if getattr(_libc, name)(ctypes.c_void_p(self.address + 8 * slot), None) != 0:
                 raise OSError(f"{name} failed")
         self.helpers = 0
-        self.lock = threading.Lock()  # one caller at a time opens jobs
+        self.lock = threading.Lock()  # one of our calls at a time opens jobs
+        self.shares_blas = None  # whether NumPy's products run here: None until the first parallel call
 
     def start_helpers(self, n):
         """Start helpers until there are n."""
@@ -95,6 +102,29 @@ class _Pool:
             _libc.pthread_detach(thread)
             self.helpers += 1
 
+    def share_with_openblas(self):
+        """Have NumPy's threaded products run on this pool if its OpenBLAS can (a helper
+        for each of its threads beyond the caller) and the user did not opt out."""
+        lib = numpy_blas.library()
+        controls = lib.threads_callback() if lib is not None else None
+        if os.environ.get(SHARE_ENV) == "keep" or controls is None or lib.get_num_threads() - 1 > self.helpers:
+            self.shares_blas = False
+            return
+        setter, pointer, exec_blas, workers, max_threads = controls
+        callback = run_pieces_address()
+        for slot, value in (
+            (slots.PIECES_JOB, address("pieces_job", np.dtype(np.float64))),
+            (slots.MAX_PIECES, max_threads),
+            (slots.EXEC_BLAS, exec_blas),
+            (slots.CALLBACK_AT, pointer),
+            (slots.CALLBACK, callback),
+            (slots.WORKERS_AT, workers),
+        ):
+            self.slots[slot] = value
+        openblas_pieces.POOL_CELL.value = self.address
+        setter(callback)
+        self.shares_blas = True
+
     def stop(self, timeout=1.0):
         """Ask the helpers to end, and wait for them (at exit: the memory stays, but the
         code they run is unloaded with the process's modules)."""
@@ -110,15 +140,29 @@ class _Pool:
 _pool = _Pool()
 
 
+def _stop_sharing():
+    # NumPy's products back on OpenBLAS's own workers
+    lib = numpy_blas.library() if _pool.shares_blas else None
+    controls = lib.threads_callback() if lib is not None else None
+    if controls is not None:
+        controls[0](None)
+
+
 def _after_fork_in_child():
     # the child has none of the parent's helpers, and its copy of the pool may hold a job,
-    # helpers inside it, a locked mutex: start over
+    # helpers inside it, a locked mutex: start over (its first parallel call shares again)
     global _pool
+    _stop_sharing()
     _pool = _Pool()
 
 
+def _at_exit():
+    _stop_sharing()
+    _pool.stop()
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(lambda: _pool.stop())
+atexit.register(_at_exit)
 
 
 def set_num_threads(n):
@@ -146,6 +190,8 @@ def run(family, threads, args, dtype, blas):
     if threads > 1 and pool.lock.acquire(blocking=False):  # else another thread has the pool: run alone
         try:
             pool.start_helpers(threads - 1)
+            if pool.shares_blas is None:
+                pool.share_with_openblas()
             return _run(fn, (*args, pool.slots, True, job, threads), blas)
         finally:
             pool.lock.release()
@@ -181,6 +227,22 @@ def helper_thread_ids():
 
 def helpers_started():
     return _pool.helpers
+
+
+def sharing_description():
+    """Where NumPy's threaded products run, for ``twolayer info``."""
+    lib = numpy_blas.library()
+    if lib is None:
+        return "-"
+    if os.environ.get(SHARE_ENV) == "keep":
+        return f"OpenBLAS's own workers ({SHARE_ENV}=keep)"
+    if lib.threads_callback() is None:
+        return "OpenBLAS's own workers (this OpenBLAS has no threads callback, 0.3.27+)"
+    shared = _pool.shares_blas
+    if shared is False:
+        return "OpenBLAS's own workers (OpenBLAS has more threads than twolayer's pool)"
+    when = "" if shared else ", from the first parallel call"
+    return f"twolayer's pool (OpenBLAS's threads callback{when}; {SHARE_ENV}=keep opts out)"
 
 
 def pool_description():
