@@ -5,8 +5,10 @@ one after another in one process. They are independent, so ``warm`` shares them 
 over processes (one per usable core), each writing to the cache; this process then loads
 them from there. Already cached kernels only load.
 
-Run as ``python -m twolayer.fast.warmup name:dtype ...`` it compiles (or loads) those
-kernels in order, printing "name dtype compiled|cached seconds" per kernel.
+Run as ``python -m twolayer.fast.warmup [--callbacks] name:dtype ...`` it compiles (or
+loads) those kernels in order, printing "name dtype compiled|cached seconds" per kernel;
+with --callbacks, first the pool's two C callbacks (its helpers' start routine, and the
+one that runs NumPy's products on it), which every parallel call needs: 4 s cold.
 """
 
 import os
@@ -18,7 +20,7 @@ import time
 
 import numpy as np
 
-from .compile import cache_stats, kernel
+from .compile import cache_stats, helper_address, kernel, run_pieces_address
 
 # Rough cold-compile seconds of each entry kernel on a 2-core AMD EPYC, for sharing out
 # the work evenly; the rest take under a second.
@@ -60,14 +62,23 @@ def warm(pairs, processes=None, progress=None):
     if not pairs:
         return []
     groups = share_out(pairs, max(1, min(processes or _usable_cores(), len(pairs))))
+    # the pool's callbacks with the group expected to finish first, if a parallel call is among them
+    callbacks = any(name.endswith("_job") for name, _ in pairs)
+    first = min(range(len(groups)), key=lambda i: sum(COST.get(name, 0.5) for name, _ in groups[i]))
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", __name__, *(f"{n}:{d}" for n, d in group)],
+            [
+                sys.executable,
+                "-m",
+                __name__,
+                *(["--callbacks"] if callbacks and i == first else []),
+                *(f"{n}:{d}" for n, d in group),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for group in groups
+        for i, group in enumerate(groups)
     ]
     lines, errors = queue.Queue(), []
 
@@ -98,6 +109,10 @@ def warm(pairs, processes=None, progress=None):
 
 
 def main(args):
+    if args and args[0] == "--callbacks":
+        helper_address()
+        run_pieces_address()
+        args = args[1:]
     for arg in args:
         name, dtype = arg.split(":")
         hits = cache_stats(name)[0]
