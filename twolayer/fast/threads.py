@@ -7,7 +7,8 @@ core from the user's BLAS threads: their products ran 1.8x as long beside it) or
 sleeps, and waking it cost this VM 25-50 us at the first call after the user's code.
 Ours spin on sched_yield() and answer in under a microsecond (dev/idle_wait.py), but
 only briefly: they sleep after IDLE_NS without a job, and a call never waits for a
-helper: it starts, and helpers join as they come.
+helper: it starts, and helpers join as they come. Where NumPy's OpenBLAS allows it, the
+pool also runs the pieces of NumPy's own threaded products (kernels/openblas_pieces.py).
 """
 
 import atexit
@@ -85,6 +86,7 @@ class _Pool:
         self.helpers = 0
         self.lock = threading.Lock()  # one of our calls at a time opens jobs
         self.shares_blas = None  # whether NumPy's products run here: None until the first parallel call
+        self.sharing_failed = None  # why they could not, if sharing raised
 
     def start_helpers(self, n):
         """Start helpers until there are n."""
@@ -111,9 +113,13 @@ class _Pool:
             self.shares_blas = False
             return
         setter, pointer, exec_blas, workers, max_threads = controls
-        callback = run_pieces_address()
+        try:
+            callback, job = run_pieces_address(), address("pieces_job", np.dtype(np.float64))
+        except Exception as error:  # the user's call goes on; twolayer info says why
+            self.shares_blas, self.sharing_failed = False, f"{type(error).__name__}: {error}"
+            return
         for slot, value in (
-            (slots.PIECES_JOB, address("pieces_job", np.dtype(np.float64))),
+            (slots.PIECES_JOB, job),
             (slots.MAX_PIECES, max_threads),
             (slots.EXEC_BLAS, exec_blas),
             (slots.CALLBACK_AT, pointer),
@@ -240,7 +246,7 @@ def sharing_description():
         return "OpenBLAS's own workers (this OpenBLAS has no threads callback, 0.3.27+)"
     shared = _pool.shares_blas
     if shared is False:
-        return "OpenBLAS's own workers (OpenBLAS has more threads than twolayer's pool)"
+        return f"OpenBLAS's own workers ({_pool.sharing_failed or 'OpenBLAS has more threads than our pool'})"
     when = "" if shared else ", from the first parallel call"
     return f"twolayer's pool (OpenBLAS's threads callback{when}; {SHARE_ENV}=keep opts out)"
 
