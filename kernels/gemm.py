@@ -232,13 +232,24 @@ def _offset(typingctx, pointer, nbytes):
     return types.voidptr(types.voidptr, types.int64), codegen
 
 
-def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-    """cblas_?gemm with 64-bit sizes, row-major (as ``gemm`` calls it): the direct kernel
-    where it wins, else the library's GEMM (LIBRARY_SYMBOLS). Compiled as a C callback by
-    ``direct_dispatchers``."""
+# Where OpenBLAS runs its own AVX-512 kernels (SkylakeX), its packed GEMM beats the direct
+# kernel on a B with long rows, which the direct kernel walks with a stride of a row per
+# step of k (Xeon, one thread, x (m, 1024) W1[:, :128] with W1's rows 1024 long: 0.41-0.81x
+# from m = 16; 784 long rows of 128: 1.01-1.26x); the direct kernel still wins on short
+# rows, writing C once where the packed GEMM zeroes it first (beta = 0) and packs both.
+LIBRARY_MIN_LDB = 257
+
+
+@njit(nogil=True)
+def _dispatch(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, library_avx512):
     ta, tb = transa == _TRANS, transb == _TRANS
     # row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T
-    if not ta and not tb and k >= 2 * SMALL_K_SLICE and m * n >= BIG_C:
+    if library_avx512:
+        if ldb < LIBRARY_MIN_LDB and small_kernel_wins(ta, tb, m, n, k):
+            _small_gemm(tb, ta, beta == 0, n, m, k, b, ldb, alpha, a, lda, beta, c, ldc)
+        else:
+            _library_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    elif not ta and not tb and k >= 2 * SMALL_K_SLICE and m * n >= BIG_C:
         size, one = _size_and_one(alpha)
         for k0 in range(0, k, SMALL_K_SLICE):  # A's columns and B's rows k0 .. k0 + slice
             a_k, b_k, kk = _offset(a, k0 * size), _offset(b, k0 * ldb * size), min(SMALL_K_SLICE, k - k0)
@@ -250,7 +261,22 @@ def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
         _library_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
-def direct_dispatchers():
-    """{kind: compiled direct_gemm} with the ILP64 signature, to bind SYMBOLS to (the
-    direct kernels and LIBRARY_SYMBOLS must be bound first); cached like the kernels."""
-    return {kind: cfunc(_cblas_signature(real, types.int64), cache=True)(direct_gemm) for kind, real in REALS.items()}
+def direct_gemm(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """cblas_?gemm with 64-bit sizes, row-major (as ``gemm`` calls it): the direct kernel
+    where it wins over OpenBLAS's GEMM with narrower kernels, else the library's GEMM
+    (LIBRARY_SYMBOLS). Compiled as a C callback by ``direct_dispatchers``."""
+    _dispatch(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, False)
+
+
+def direct_gemm_beside_avx512(order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """direct_gemm where OpenBLAS's GEMM runs AVX-512 kernels itself: the direct kernel
+    only on a B with short rows (LIBRARY_MIN_LDB)."""
+    _dispatch(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, True)
+
+
+def direct_dispatchers(library_avx512=False):
+    """{kind: compiled direct_gemm (or direct_gemm_beside_avx512)} with the ILP64 signature,
+    to bind SYMBOLS to (the direct kernels and LIBRARY_SYMBOLS must be bound first); cached
+    like the kernels."""
+    fn = direct_gemm_beside_avx512 if library_avx512 else direct_gemm
+    return {kind: cfunc(_cblas_signature(real, types.int64), cache=True)(fn) for kind, real in REALS.items()}

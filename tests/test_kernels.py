@@ -17,6 +17,7 @@ from twolayer.fast import compile as kernels_compile
 from twolayer.fast import fallback, numpy_blas, paths
 from twolayer.kernels import narrow, single, wide
 from twolayer.kernels.common import ENTRY, FASTMATH, JIT, matrix, pack_tile, param_views
+from twolayer.kernels.gemm import LIBRARY_MIN_LDB
 from twolayer.kernels.mathfn import vexp, vlog
 from twolayer.kernels.pool import next_task
 
@@ -392,10 +393,11 @@ def test_the_column_splits_last_stage_runs_every_block_once_largest_first(nK, nJ
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_column_split_over_uneven_blocks_matches_the_oracle(dtype, rng):
+def test_the_column_split_over_uneven_blocks_matches_the_oracle(dtype, monkeypatch, rng):
     dims = (256, 300, 70)
+    monkeypatch.setattr(paths, "COLUMN_BLOCK_COLUMNS", {"direct": 128, "packed": 128})
     data, labels, params = random_problem(rng, 24, dims, dtype=dtype, scale=0.1)
-    assert paths.blas_columns(24, *dims, data.itemsize) == (24, 128, 35)
+    assert paths.blas_columns(24, *dims, data.itemsize, numpy_blas.packed_from()) == (24, 128, 35)
     cost, grad = fast.forward_backward(data, labels, params, dims, path="blas")
     assert_close_to_oracle(cost, grad, data, labels, params, dims, RTOL[dtype])
 
@@ -505,9 +507,10 @@ def test_kernels_gemm_every_variant_and_size_agrees_with_matmul(dtype, m, n, k, 
                 assert np.all(np.abs(c - want) <= rtol * scale), (trans_a, trans_b, beta)
 
 
-def test_the_direct_kernels_are_bound_exactly_where_openblas_runs_narrower_ones():
-    # OpenBLAS's AVX-512 small-matrix kernels serve the BLAS path when this CPU has AVX-512,
-    # OpenBLAS picked kernels without it, and the library exports them; else its GEMM.
+def test_the_direct_kernels_are_bound_wherever_the_cpu_has_avx512():
+    # OpenBLAS's AVX-512 small-matrix kernels serve the BLAS path when this CPU has AVX-512
+    # and the library exports them: for every weights' product where OpenBLAS picked
+    # narrower kernels, for those of narrow layers beside its own AVX-512 ones.
     import ctypes
 
     import llvmlite.binding as ll
@@ -517,15 +520,25 @@ def test_the_direct_kernels_are_bound_exactly_where_openblas_runs_narrower_ones(
     dll = ctypes.CDLL(lib.path)
     expected = (
         all(features.get(f) for f in numpy_blas.AVX512_FEATURES)
-        and lib.core.lower() not in numpy_blas.OPENBLAS_AVX512_CORES
         and hasattr(dll, "dgemm_small_kernel_b0_nn_SKYLAKEX")
         and os.environ.get("TWOLAYER_BLAS", "auto") != "cblas"
     )
+    beside = lib.core.lower() in numpy_blas.OPENBLAS_AVX512_CORES
     assert (lib.dispatchers is not None) == expected
+    assert lib.beside_avx512 == (expected and beside)
     described = fast.runtime_info()["blas path gemm"]
     assert ("small-matrix kernels, called directly" in described) == expected
     assert lib.core in described
-    assert numpy_blas._small_kernels(dll, "SkylakeX") is None  # OpenBLAS's own AVX-512 kernels
+    assert numpy_blas.packed_from() == (0 if not expected else LIBRARY_MIN_LDB if beside else numpy_blas.LP64_MAX)
+
+
+def test_the_column_split_takes_wider_blocks_on_the_packed_gemm():
+    # OpenBLAS's packed GEMM packs x again for every block: wider blocks where it runs them
+    dims = twolayer.SHAPES["wide"]
+    assert paths.blas_columns(16, *dims, 8, packed_from=0)[1:] == (512, 512)
+    assert paths.blas_columns(16, *dims, 8, packed_from=numpy_blas.LP64_MAX)[1:] == (128, 128)
+    assert paths.blas_columns(16, 784, 128, 10, 8, packed_from=0)[1:] == (64, 16)
+    assert paths.blas_columns(16, 784, 300, 1000, 8, packed_from=LIBRARY_MIN_LDB)[1:] == (150, 500)
 
 
 def test_the_direct_kernels_self_check_rejects_a_kernel_that_computes_something_else():

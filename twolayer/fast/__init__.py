@@ -55,7 +55,7 @@ def _plan(path, n, dims, itemsize, data_bytes):
     if path == "narrow":
         # batches beyond the cache take the tile loop that hints the next tile's rows in
         return ("narrow_hinted" if data_bytes > narrow.HINT_FROM_BYTES else "narrow"), narrow_chunks(n, *dims, itemsize)
-    columns = blas_columns(n, *dims, itemsize)
+    columns = blas_columns(n, *dims, itemsize, numpy_blas.packed_from())
     if columns is not None:
         return "blas_columns", columns
     return "blas", blas_chunks(n, *dims, itemsize)

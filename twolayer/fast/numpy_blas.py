@@ -13,9 +13,10 @@ Any other BLAS (MKL, Accelerate, BLIS, the reference BLAS) is not bound: wide la
 issue their products through NumPy itself (the portable path), or run on our own tiles
 where those were faster (fallback.py).
 
-Where OpenBLAS runs kernels without AVX-512 on a CPU that has it (0.3.31 takes its Haswell
-kernels on a Zen 5), the symbols point instead at a dispatcher that calls OpenBLAS's own
-AVX-512 small-matrix kernels directly where they win (kernels/gemm.py: direct_gemm);
+On a CPU with AVX-512 the symbols point instead at a dispatcher that calls OpenBLAS's own
+AVX-512 small-matrix kernels directly where they win (kernels/gemm.py: direct_gemm): for
+the weights' products where OpenBLAS runs narrower kernels (0.3.31 takes its Haswell
+kernels on a Zen 5), for those on short rows beside its own AVX-512 kernels (a Xeon);
 TWOLAYER_BLAS=cblas keeps OpenBLAS's GEMM for every product. Why NumPy's BLAS
 and not SciPy's (which Numba's own np.dot uses): one BLAS thread pool in the process, and
 no SciPy import (0.2 s of a first call).
@@ -29,6 +30,7 @@ import threading
 import llvmlite.binding as ll
 
 from ..kernels.gemm import (
+    LIBRARY_MIN_LDB,
     LIBRARY_SYMBOLS,
     LP64_SYMBOLS,
     SMALL_OPS,
@@ -69,6 +71,7 @@ class Library:
         self.core = corename().decode() if corename else "unknown"  # the kernels OpenBLAS picked
         self.adapters = None  # LP64: the compiled adapters, kept alive here
         self.dispatchers = None  # direct kernels: the compiled dispatchers, kept alive here
+        self.beside_avx512 = False  # whether they serve beside OpenBLAS's own AVX-512 kernels
 
     def threads_callback(self):
         """OpenBLAS's threads callback (0.3.27 and later, a pthreads build): (its setter, the
@@ -203,24 +206,23 @@ def _bind(library, direct):
             ll.add_symbol(symbol, gemm[kind])
         library.adapters = lp64_adapters()
         gemm = {kind: adapter.address for kind, adapter in library.adapters.items()}
-    small = _small_kernels(dll, library.core) if direct else None
+    small = _small_kernels(dll) if direct else None
     if small:
         for symbol, address in small.items():
             ll.add_symbol(symbol, address)
         for kind, symbol in LIBRARY_SYMBOLS.items():
             ll.add_symbol(symbol, gemm[kind])
-        library.dispatchers = direct_dispatchers()
+        library.beside_avx512 = library.core.lower() in OPENBLAS_AVX512_CORES
+        library.dispatchers = direct_dispatchers(library.beside_avx512)
         gemm = {kind: dispatcher.address for kind, dispatcher in library.dispatchers.items()}
     for kind, symbol in SYMBOLS.items():
         ll.add_symbol(symbol, gemm[kind])
 
 
-def _small_kernels(dll, core):
+def _small_kernels(dll):
     """{our symbol: address} of OpenBLAS's AVX-512 small-matrix kernels, where this CPU has
-    AVX-512, OpenBLAS picked kernels without it, and each kernel gives the product NumPy
-    gives on a small test (they are OpenBLAS's internal functions, not its API); else None."""
-    if core.lower() in OPENBLAS_AVX512_CORES:
-        return None
+    AVX-512 and each kernel gives the product NumPy gives on a small test (they are
+    OpenBLAS's internal functions, not its API); else None."""
     features = ll.get_host_cpu_features()
     if not all(features.get(f) for f in AVX512_FEATURES):
         return None
@@ -263,11 +265,27 @@ def direct_gemm():
     return lib is not None and lib.dispatchers is not None
 
 
+def packed_from():
+    """The row length of B (a layer's width) from which the BLAS path's products run on
+    OpenBLAS's packed GEMM: all of them without the direct kernels, those on long rows
+    beside OpenBLAS's own AVX-512 kernels (kernels/gemm.py: LIBRARY_MIN_LDB), none of the
+    weights' products where OpenBLAS runs narrower ones."""
+    lib = bound()
+    if lib is None or lib.dispatchers is None:
+        return 0
+    return LIBRARY_MIN_LDB if lib.beside_avx512 else LP64_MAX
+
+
 def gemm_description():
     """Which GEMM the BLAS path's products run on, for ``twolayer info``; None if unbound."""
     lib = bound()
     if lib is None:
         return None
+    if lib.dispatchers and lib.beside_avx512:
+        return (
+            f"OpenBLAS's GEMM ({lib.core} kernels); its AVX-512 small-matrix kernels, called "
+            f"directly, for layers up to {LIBRARY_MIN_LDB - 1} wide (TWOLAYER_BLAS=cblas opts out)"
+        )
     if lib.dispatchers:
         return (
             f"OpenBLAS's AVX-512 small-matrix kernels, called directly (OpenBLAS itself runs its "

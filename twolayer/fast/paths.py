@@ -121,21 +121,27 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
 # they wait for the threads once per call, the split four times; a W1 beyond the cache, which
 # every chunk streams again, keeps it longer ((1024^3) float64 N = 192: 1.00x, 0.98x;
 # 384: 0.96x, 1.02x; float32 N = 128: 1.04x, 1.00x; docs/design.md). Blocks of
-# COLUMN_BLOCK_COLUMNS columns, two at least ((1024^3), 64 / 128 / 256 columns: float64
-# N = 64 1.08x / 1.12x / 1.11x; float32 N = 16 0.95x / 1.06x / 1.09x, N = 64 0.95x /
-# 1.02x / 1.04x): 128 leave 8 blocks of a 1024-wide layer for up to 8 threads. Tiles of
-# COLUMNS_TILE_ROWS at most: a network too big for two chunks' accumulators takes the
-# column split at any batch size.
+# COLUMN_BLOCK_COLUMNS columns, two at least, by the GEMM that runs a block's products.
+# On the direct kernels, which pack nothing, 128 ((1024^3) on a Zen 5, 64 / 128 / 256
+# columns: float64 N = 64 1.08x / 1.12x / 1.11x; float32 N = 16 0.95x / 1.06x / 1.09x,
+# N = 64 0.95x / 1.02x / 1.04x) leave 8 blocks of a 1024-wide layer for up to 8 threads.
+# OpenBLAS's packed GEMM packs x again for every block and zeroes C before a first tile:
+# on a Xeon (SkylakeX kernels, `python dev/ab_paths.py wide DTYPE 8,16,32,64,128
+# numpy,base,COLUMN_BLOCK_COLUMNS=256,COLUMN_BLOCK_COLUMNS=512`, 2026-12-01) 128 / 256 /
+# 512 columns gave float64 0.81-0.89x / 0.94-1.07x / 1.01-1.10x NumPy's speed, float32
+# 0.90-0.99x / 0.99-1.09x / 1.03-1.12x. Tiles of
 COLUMNS_MIN_WEIGHTS = 1 << 15
 COLUMNS_MAX_ROWS = {4: 31, 8: 31}
 COLUMNS_MAX_ROWS_BEYOND_CACHE = {4: 128, 8: 192}
-COLUMN_BLOCK_COLUMNS = 128
+COLUMN_BLOCK_COLUMNS = {"direct": 128, "packed": 512}
 COLUMNS_TILE_ROWS = 256
 
 
-def blas_columns(n, Dx, H, Dy, itemsize):
+def blas_columns(n, Dx, H, Dy, itemsize, packed_from=0):
     """(rows per tile, hidden units per block, outputs per block) of the column split, or
-    None where the batch is cut into chunks of rows instead."""
+    None where the batch is cut into chunks of rows instead. ``packed_from``: the layer
+    width (the row length of its weights) from which its products run on OpenBLAS's packed
+    GEMM rather than on the direct kernels (numpy_blas.packed_from)."""
     if Dx * H < COLUMNS_MIN_WEIGHTS:
         return None
     rows = COLUMNS_MAX_ROWS_BEYOND_CACHE if Dx * H >= W1_BEYOND_CACHE else COLUMNS_MAX_ROWS
@@ -143,7 +149,8 @@ def blas_columns(n, Dx, H, Dy, itemsize):
         return None
 
     def block(width):
-        return max(16, min(COLUMN_BLOCK_COLUMNS, width // 2))
+        most = COLUMN_BLOCK_COLUMNS["packed" if width >= packed_from else "direct"]
+        return max(16, min(most, width // 2))
 
     return min(max(1, n), COLUMNS_TILE_ROWS), block(H), block(Dy)
 
