@@ -21,7 +21,16 @@ def test_check_exits_non_zero_on_failure(monkeypatch, capsys):
 
 def test_info_names_the_machine():
     result = run_python("-m", "twolayer", "info")
-    for key in ("cpu:", "cores:", "numpy:", "numba:", "blas:", "wide layers:", "openblas idle threads:"):
+    for key in (
+        "cpu:",
+        "cores:",
+        "numpy:",
+        "numba:",
+        "blas:",
+        "wide layers:",
+        "openblas idle threads:",
+        "openblas threads in our calls:",
+    ):
         assert key in result.stdout
 
 

@@ -164,6 +164,7 @@ def runtime_info():
         "blas path gemm": numpy_blas.gemm_description() or "-",
         "numpy's products": threads.sharing_description(),
         "openblas idle threads": numpy_blas.idle_spin_description(),
+        "openblas threads in our calls": numpy_blas.hold_description(),
         "svml": bool(numba.config.USING_SVML),
         "llvm cpu": ll.get_host_cpu_name(),
     }

@@ -294,6 +294,16 @@ def gemm_description():
     return f"OpenBLAS's GEMM ({lib.core} kernels)"
 
 
+def hold_description():
+    """What the BLAS path does to OpenBLAS's process-wide thread count, for ``twolayer info``."""
+    if bound() is None:
+        return "-"
+    return (
+        "held at 1 while a call of ours is inside it (process-wide: a product another thread "
+        "starts meanwhile runs on one thread), then restored; TWOLAYER_BLAS=numpy opts out"
+    )
+
+
 def fits(*sizes):
     """Whether a bound BLAS takes these sizes (LP64: below 2^31)."""
     lib = bound()
