@@ -2,6 +2,7 @@
 vectorized exp/log, float32 purity, determinism, threads and the compile cache."""
 
 import concurrent.futures
+import ctypes
 import os
 import re
 import time
@@ -544,8 +545,6 @@ def test_the_column_split_takes_wider_blocks_on_the_packed_gemm():
 def test_the_direct_kernels_self_check_rejects_a_kernel_that_computes_something_else():
     # They are OpenBLAS's internal functions: each is tried on a small product before it is
     # bound. A kernel that computes another product (A B asked as A^T B) is turned down.
-    import ctypes
-
     lib = numpy_blas.bound()
     if lib.dispatchers is None:
         pytest.skip(f"the direct kernels are not bound here: {fast.runtime_info()['blas path gemm']}")
@@ -554,6 +553,45 @@ def test_the_direct_kernels_self_check_rejects_a_kernel_that_computes_something_
     assert numpy_blas._small_kernel_agrees(nn, "d", True, "nn")
     assert not numpy_blas._small_kernel_agrees(nn, "d", True, "tn")
     assert not numpy_blas._small_kernel_agrees(dll.sgemm_small_kernel_nt_SKYLAKEX, "s", False, "tt")
+
+
+class _PythonSmallKernel:
+    """A stand-in for one of OpenBLAS's small-matrix kernels, with its calling convention
+    (column-major C = alpha op(A) op(B) [+ beta C]), computed by NumPy and then spoiled by
+    ``error``: the self-check runs on every CPU, not only on those with AVX-512."""
+
+    def __init__(self, kind, beta0, ops, error=None):
+        self.kind, self.beta0, self.ops, self.error = kind, beta0, ops, error
+
+    def _matrix(self, address, rows, cols, ld):
+        real = ctypes.c_double if self.kind == "d" else ctypes.c_float
+        buffer = (real * (ld * cols)).from_address(address)
+        return np.frombuffer(buffer, np.float64 if self.kind == "d" else np.float32).reshape(cols, ld)[:, :rows].T
+
+    def __call__(self, m, n, k, a, lda, alpha, b, ldb, *rest):
+        beta, c, ldc = (0.0, *rest) if self.beta0 else (rest[0].value, *rest[1:])
+        op_a = self._matrix(a, k, m, lda).T if self.ops[0] == "t" else self._matrix(a, m, k, lda)
+        op_b = self._matrix(b, n, k, ldb).T if self.ops[1] == "t" else self._matrix(b, k, n, ldb)
+        out = self._matrix(c, m, n, ldc)
+        product = alpha.value * (op_a @ op_b)
+        if self.error == "scaled":
+            product *= 1.001
+        if self.error == "beta ignored" or self.beta0:
+            out[...] = product
+        else:
+            out[...] = product + beta * out
+        return 0
+
+
+@pytest.mark.parametrize("kind", ["d", "s"])
+@pytest.mark.parametrize("ops", ["nn", "nt", "tn", "tt"])
+@pytest.mark.parametrize("beta0", [True, False])
+def test_the_direct_kernels_self_check_takes_the_product_and_nothing_else(kind, beta0, ops):
+    assert numpy_blas._small_kernel_agrees(_PythonSmallKernel(kind, beta0, ops), kind, beta0, ops)
+    assert not numpy_blas._small_kernel_agrees(_PythonSmallKernel(kind, beta0, ops, "scaled"), kind, beta0, ops)
+    if not beta0:  # a kernel that overwrites C where it should add to it
+        spoiled = _PythonSmallKernel(kind, beta0, ops, "beta ignored")
+        assert not numpy_blas._small_kernel_agrees(spoiled, kind, beta0, ops)
 
 
 @pytest.mark.slow
