@@ -34,6 +34,8 @@ NARROW_CHUNKS = 64
 # ACCUMULATOR_BYTES: the chunked paths' memory bound beyond their tiles' scratch.
 BLAS_MAX_CHUNKS = 64
 ACCUMULATOR_BYTES = 48 << 20
+# Rows per tile of the BLAS path, by W1 beyond the cache (blas_chunks).
+BLAS_TILE_ROWS = {False: 128, True: 256}
 # Weights in W1 from which it no longer stays in cache between the products of a call.
 W1_BEYOND_CACHE = 1 << 18
 # Rows up to which the row path beats the column split, for a W1 of COLUMNS_MIN_WEIGHTS or
@@ -108,7 +110,7 @@ def blas_chunks(n, Dx, H, Dy, itemsize):
     chunks = min(BLAS_MAX_CHUNKS, wanted, max(1, ACCUMULATOR_BYTES // (P * itemsize)))
     chunks = 1 << (chunks.bit_length() - 1)  # a power of two, rounded down
     per_chunk = -(-n // chunks)
-    R = 256 if Dx * H >= W1_BEYOND_CACHE else 128
+    R = BLAS_TILE_ROWS[Dx * H >= W1_BEYOND_CACHE]
     return min(R, max(1, per_chunk)), max(1, per_chunk), chunks
 
 
