@@ -17,7 +17,8 @@ On a CPU with AVX-512 the symbols point instead at a dispatcher that calls OpenB
 AVX-512 small-matrix kernels directly where they win (kernels/gemm.py: direct_gemm): for
 the weights' products where OpenBLAS runs narrower kernels (0.3.31 takes its Haswell
 kernels on a Zen 5), for those on short rows beside its own AVX-512 kernels (a Xeon);
-TWOLAYER_BLAS=cblas keeps OpenBLAS's GEMM for every product. Why NumPy's BLAS
+TWOLAYER_BLAS=cblas keeps OpenBLAS's GEMM for every product. Before either, each
+binding writes OpenBLAS's first buffers (_warm_buffers). Why NumPy's BLAS
 and not SciPy's (which Numba's own np.dot uses): one BLAS thread pool in the process, and
 no SciPy import (0.2 s of a first call).
 """
@@ -28,6 +29,7 @@ import re
 import threading
 
 import llvmlite.binding as ll
+import numpy as np
 
 from ..kernels.gemm import (
     LIBRARY_MIN_LDB,
@@ -206,6 +208,7 @@ def _bind(library, direct):
             ll.add_symbol(symbol, gemm[kind])
         library.adapters = lp64_adapters()
         gemm = {kind: adapter.address for kind, adapter in library.adapters.items()}
+    _warm_buffers(library, gemm)
     small = _small_kernels(dll) if direct else None
     if small:
         for symbol, address in small.items():
@@ -217,6 +220,61 @@ def _bind(library, direct):
         gemm = {kind: dispatcher.address for kind, dispatcher in library.dispatchers.items()}
     for kind, symbol in SYMBOLS.items():
         ll.add_symbol(symbol, gemm[kind])
+
+
+# OpenBLAS packs a single-threaded GEMM's operands into one of a table of buffers, the
+# first one free when the call starts, mapped on its first use and written only by the
+# products that run in it. Where C has at most GEMM_P columns (a layer up to 320 wide for
+# sgemm on its Haswell kernels), it packs B a few columns at a time, and its kernel reads
+# ahead into pages of the buffer that nothing has written, which Linux backs with its one
+# shared zero page. On a Zen 1 EPYC that cost sgemm more than half its speed (x (128, 784)
+# W1 (784, 128): 16 against 36 GFLOP/s) in every buffer where no product with a wider C
+# had run, and which buffer our threads got moved as NumPy's products took some: after
+# one (512, 512) product of NumPy's, our (784, 128, 10) float32 batch 256 took 2.5 ms
+# instead of 1.6. So when the GEMM is bound, WARM_THREADS_PER_CORE threads per core at
+# once run one such product on zeros in each float type, each in a buffer of its own:
+# (64, 320) x (320, 1024), 1.3 MB written per buffer, a few milliseconds once.
+WARM_THREADS_PER_CORE = 3
+WARM_ROWS, WARM_INNER, WARM_COLUMNS = 64, 320, 1024
+
+
+def warm_threads():
+    """How many threads warm OpenBLAS's buffers: WARM_THREADS_PER_CORE per usable core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return WARM_THREADS_PER_CORE * cores
+
+
+def _warm_buffers(library, gemm):
+    """Write OpenBLAS's first buffers with products whose C is WARM_COLUMNS wide, at
+    OpenBLAS's one thread, from several threads at once (ctypes lets go of the GIL)."""
+    reals = {"d": (ctypes.c_double, np.float64), "s": (ctypes.c_float, np.float32)}
+    functions = {}
+    for kind, (real, _) in reals.items():
+        signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 3, *[ctypes.c_int64] * 3, real, ctypes.c_void_p,
+                                     ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, real, ctypes.c_void_p,
+                                     ctypes.c_int64)  # fmt: skip
+        functions[kind] = signature(gemm[kind])
+    count = warm_threads()
+    start = threading.Barrier(count)
+
+    def warm():
+        start.wait()
+        for kind, (_, dtype) in reals.items():
+            x, w = np.zeros((WARM_ROWS, WARM_INNER), dtype), np.zeros((WARM_INNER, WARM_COLUMNS), dtype)
+            out = np.empty((WARM_ROWS, WARM_COLUMNS), dtype)
+            functions[kind](101, 111, 111, WARM_ROWS, WARM_COLUMNS, WARM_INNER, 1.0, x.ctypes.data, WARM_INNER,
+                            w.ctypes.data, WARM_COLUMNS, 0.0, out.ctypes.data, WARM_COLUMNS)  # fmt: skip
+
+    saved = library.get_num_threads()
+    library.set_num_threads(1)
+    try:
+        workers = [threading.Thread(target=warm, name="twolayer-warm-blas") for _ in range(count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        library.set_num_threads(saved)
 
 
 def _small_kernels(dll):
