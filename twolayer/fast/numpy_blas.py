@@ -357,8 +357,9 @@ def hold_description():
     if bound() is None:
         return "-"
     return (
-        "held at 1 while a call of ours is inside it (process-wide: a product another thread "
-        "starts meanwhile runs on one thread), then restored; TWOLAYER_BLAS=numpy opts out"
+        "held at 1 while a call of ours is inside it, and for the first call's warm-up of its "
+        "buffers (process-wide: a product another thread starts meanwhile runs on one thread), "
+        "then restored; TWOLAYER_BLAS=numpy opts out"
     )
 
 
