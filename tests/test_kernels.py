@@ -609,6 +609,40 @@ def test_binding_warms_openblas_buffers_from_several_threads_at_one_openblas_thr
     assert columns > 768
 
 
+def test_the_warm_up_goes_on_when_threads_cannot_start(monkeypatch):
+    # It is a speed-up: a process out of threads must neither fail nor wait forever.
+    import threading
+
+    lib = numpy_blas.bound()
+    started, calls = [0], []
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name == "twolayer-warm-blas":
+            if started[0] == 2:
+                raise RuntimeError("can't start new thread")
+            started[0] += 1
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 3, *[ctypes.c_int64] * 3, ctypes.c_double,
+                                 ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                 ctypes.c_double, ctypes.c_void_p, ctypes.c_int64)  # fmt: skip
+    fake_d = signature(lambda *args: calls.append("d"))
+    signature_s = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 3, *[ctypes.c_int64] * 3, ctypes.c_float,
+                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                   ctypes.c_float, ctypes.c_void_p, ctypes.c_int64)  # fmt: skip
+    fake_s = signature_s(lambda *args: calls.append("s"))
+    before = lib.get_num_threads()
+    gemm = {"d": ctypes.cast(fake_d, ctypes.c_void_p).value, "s": ctypes.cast(fake_s, ctypes.c_void_p).value}
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (numpy_blas._warm_buffers(lib, gemm), done.set()))
+    real_start(worker)
+    assert done.wait(30), "the warm-up waited for threads that never started"
+    assert sorted(calls) == ["d", "d", "s", "s"]
+    assert lib.get_num_threads() == before
+
+
 class _PythonSmallKernel:
     """A stand-in for one of OpenBLAS's small-matrix kernels, with its calling convention
     (column-major C = alpha op(A) op(B) [+ beta C]), computed by NumPy and then spoiled by

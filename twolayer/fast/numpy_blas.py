@@ -17,8 +17,8 @@ On a CPU with AVX-512 the symbols point instead at a dispatcher that calls OpenB
 AVX-512 small-matrix kernels directly where they win (kernels/gemm.py: direct_gemm): for
 the weights' products where OpenBLAS runs narrower kernels (0.3.31 takes its Haswell
 kernels on a Zen 5), for those on short rows beside its own AVX-512 kernels (a Xeon);
-TWOLAYER_BLAS=cblas keeps OpenBLAS's GEMM for every product. Before either, each
-binding writes OpenBLAS's first buffers (_warm_buffers). Why NumPy's BLAS
+TWOLAYER_BLAS=cblas keeps OpenBLAS's GEMM for every product. Binding also writes
+OpenBLAS's first packing buffers (_warm_buffers). Why NumPy's BLAS
 and not SciPy's (which Numba's own np.dot uses): one BLAS thread pool in the process, and
 no SciPy import (0.2 s of a first call).
 """
@@ -233,7 +233,9 @@ def _bind(library, direct):
 # one (512, 512) product of NumPy's, our (784, 128, 10) float32 batch 256 took 2.5 ms
 # instead of 1.6. So when the GEMM is bound, WARM_THREADS_PER_CORE threads per core at
 # once run one such product on zeros in each float type, each in a buffer of its own:
-# (64, 320) x (320, 1024), 1.3 MB written per buffer, a few milliseconds once.
+# (64, 320) x (320, 1024), 1.3 MB written per buffer, 21 ms in all once, on that machine.
+# A speed-up only: where threads cannot be started, the ones started go on without the
+# others.
 WARM_THREADS_PER_CORE = 3
 WARM_ROWS, WARM_INNER, WARM_COLUMNS = 64, 320, 1024
 
@@ -258,7 +260,10 @@ def _warm_buffers(library, gemm):
     start = threading.Barrier(count)
 
     def warm():
-        start.wait()
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:  # some threads could not start
+            pass
         for kind, (_, dtype) in reals.items():
             x, w = np.zeros((WARM_ROWS, WARM_INNER), dtype), np.zeros((WARM_INNER, WARM_COLUMNS), dtype)
             out = np.empty((WARM_ROWS, WARM_COLUMNS), dtype)
@@ -268,9 +273,14 @@ def _warm_buffers(library, gemm):
     saved = library.get_num_threads()
     library.set_num_threads(1)
     try:
-        workers = [threading.Thread(target=warm, name="twolayer-warm-blas") for _ in range(count)]
-        for worker in workers:
-            worker.start()
+        workers = []
+        try:
+            for _ in range(count):
+                workers.append(threading.Thread(target=warm, name="twolayer-warm-blas"))
+                workers[-1].start()
+        except RuntimeError:  # "can't start new thread"
+            workers.pop()
+            start.abort()
         for worker in workers:
             worker.join()
     finally:
