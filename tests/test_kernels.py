@@ -577,23 +577,7 @@ def test_binding_warms_openblas_buffers_from_several_threads_at_one_openblas_thr
 
         return gemm
 
-    real = {"d": ctypes.c_double, "s": ctypes.c_float}
-    fakes = {
-        kind: ctypes.CFUNCTYPE(
-            None,
-            *[ctypes.c_int32] * 3,
-            *[ctypes.c_int64] * 3,
-            r,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-            r,
-            ctypes.c_void_p,
-            ctypes.c_int64,
-        )(fake_gemm(kind))  # fmt: skip
-        for kind, r in real.items()
-    }
+    fakes = {kind: numpy_blas.cblas_prototype(kind)(fake_gemm(kind)) for kind in ("d", "s")}
     before = lib.get_num_threads()
     numpy_blas._warm_buffers(lib, {kind: ctypes.cast(f, ctypes.c_void_p).value for kind, f in fakes.items()})
     assert lib.get_num_threads() == before
@@ -625,16 +609,9 @@ def test_the_warm_up_goes_on_when_threads_cannot_start(monkeypatch):
         real_start(self)
 
     monkeypatch.setattr(threading.Thread, "start", start)
-    signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 3, *[ctypes.c_int64] * 3, ctypes.c_double,
-                                 ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                 ctypes.c_double, ctypes.c_void_p, ctypes.c_int64)  # fmt: skip
-    fake_d = signature(lambda *args: calls.append("d"))
-    signature_s = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 3, *[ctypes.c_int64] * 3, ctypes.c_float,
-                                   ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                   ctypes.c_float, ctypes.c_void_p, ctypes.c_int64)  # fmt: skip
-    fake_s = signature_s(lambda *args: calls.append("s"))
+    fakes = {kind: numpy_blas.cblas_prototype(kind)(lambda *args, kind=kind: calls.append(kind)) for kind in "ds"}
     before = lib.get_num_threads()
-    gemm = {"d": ctypes.cast(fake_d, ctypes.c_void_p).value, "s": ctypes.cast(fake_s, ctypes.c_void_p).value}
+    gemm = {kind: ctypes.cast(fake, ctypes.c_void_p).value for kind, fake in fakes.items()}
     done = threading.Event()
     worker = threading.Thread(target=lambda: (numpy_blas._warm_buffers(lib, gemm), done.set()))
     real_start(worker)

@@ -240,6 +240,14 @@ WARM_THREADS_PER_CORE = 3
 WARM_ROWS, WARM_INNER, WARM_COLUMNS = 64, 320, 1024
 
 
+def cblas_prototype(kind):
+    """The ctypes prototype of cblas_?gemm with 64-bit sizes, the signature the kernels'
+    symbols are bound to (kernels/gemm.py: _cblas_signature)."""
+    real = ctypes.c_double if kind == "d" else ctypes.c_float
+    i32, i64, p = ctypes.c_int32, ctypes.c_int64, ctypes.c_void_p
+    return ctypes.CFUNCTYPE(None, i32, i32, i32, i64, i64, i64, real, p, i64, p, i64, real, p, i64)
+
+
 def warm_threads():
     """How many threads warm OpenBLAS's buffers: WARM_THREADS_PER_CORE per usable core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -249,13 +257,8 @@ def warm_threads():
 def _warm_buffers(library, gemm):
     """Write OpenBLAS's first buffers with products whose C is WARM_COLUMNS wide, at
     OpenBLAS's one thread, from several threads at once (ctypes lets go of the GIL)."""
-    reals = {"d": (ctypes.c_double, np.float64), "s": (ctypes.c_float, np.float32)}
-    functions = {}
-    for kind, (real, _) in reals.items():
-        signature = ctypes.CFUNCTYPE(None, *[ctypes.c_int32] * 3, *[ctypes.c_int64] * 3, real, ctypes.c_void_p,
-                                     ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, real, ctypes.c_void_p,
-                                     ctypes.c_int64)  # fmt: skip
-        functions[kind] = signature(gemm[kind])
+    functions = {kind: cblas_prototype(kind)(gemm[kind]) for kind in gemm}
+    dtypes = {"d": np.float64, "s": np.float32}
     count = warm_threads()
     start = threading.Barrier(count)
 
@@ -264,7 +267,7 @@ def _warm_buffers(library, gemm):
             start.wait()
         except threading.BrokenBarrierError:  # some threads could not start
             pass
-        for kind, (_, dtype) in reals.items():
+        for kind, dtype in dtypes.items():
             x, w = np.zeros((WARM_ROWS, WARM_INNER), dtype), np.zeros((WARM_INNER, WARM_COLUMNS), dtype)
             out = np.empty((WARM_ROWS, WARM_COLUMNS), dtype)
             functions[kind](101, 111, 111, WARM_ROWS, WARM_COLUMNS, WARM_INNER, 1.0, x.ctypes.data, WARM_INNER,
