@@ -315,3 +315,29 @@ def test_the_stored_result_loop_runs_the_users_code_around_a_call_that_computes_
     assert step_times == [3] * 20 and call_times == [1] * 20
     # the user's update still ran, with the stored gradient
     np.testing.assert_allclose(params, problem.params - 20 * LEARNING_RATE * expected_grad)
+
+
+def test_the_loop_point_times_the_calls_alone_in_every_turn_beside_the_loops():
+    # the host's speed drifts between minutes: the ratio of the loop's time to the time
+    # alone must compare times taken in the same turns
+    from twolayer.benchmark import make_call
+    from twolayer.trainloop import measure_loop_point
+
+    order = []
+
+    def recording(backend, dims, dtype):
+        call = make_call(backend, dims, dtype)
+
+        def run(data, labels, params):
+            order.append(backend)
+            return call(data, labels, params)
+
+        return run
+
+    records = measure_loop_point(
+        "cs224n", 8, "float64", ["numpy", "numba"], budget=0.05, rounds=3, settle=0, make_call=recording
+    )
+    turns = [backend for backend, _ in itertools.groupby(order)]
+    # warm-up and sizing (a loop of each), then per turn a loop of each and each alone
+    assert turns == ["numpy", "numba"] * (2 + 2 * 3)
+    assert [r.backend for r in records] == ["numpy", "numba"] and all(r.alone_seconds > 0 for r in records)

@@ -97,6 +97,12 @@ def time_alone(call, data, labels, params, budget, settle):
     """Median seconds of ``call`` back to back on one batch, after ``settle`` seconds of
     quiet (the median: a tight loop of parallel calls here sometimes stalls for a whole
     time slice, which would flatter the loop's ratio)."""
+    return statistics.median(alone_times(call, data, labels, params, budget, settle))
+
+
+def alone_times(call, data, labels, params, budget, settle):
+    """Seconds of each of ``call``'s calls back to back on one batch, for ``budget``
+    seconds (5 calls at least), after ``settle`` seconds of quiet and one call untimed."""
     time.sleep(settle)
     call(data, labels, params)
     times = []
@@ -105,7 +111,7 @@ def time_alone(call, data, labels, params, budget, settle):
         t = time.perf_counter()
         call(data, labels, params)
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return times
 
 
 @dataclass
@@ -140,9 +146,10 @@ class LoopRecord:
 
 
 def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, settle=0.15, make_call=None):
-    """One LoopRecord per backend. The backends, and the loop whose call returns a stored
-    result, take ``rounds`` turns of the loop (each after ``settle`` seconds of quiet),
-    sharing ``budget`` seconds; then each backend is timed alone."""
+    """One LoopRecord per backend. In each of ``rounds`` turns, the backends and the loop
+    whose call returns a stored result each run the loop, then each backend is timed
+    alone, each after ``settle`` seconds of quiet; the loops share half of ``budget``
+    seconds, the calls alone the other half."""
     problem = make_loop(shape, batch, dtype)
     calls = {b: (make_call(b, problem.dims, dtype) if make_call else _api_call(b, problem.dims)) for b in backends}
     calls[STORED] = stored_call(problem)
@@ -155,7 +162,11 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
         run_steps(call, problem, params, EVAL_EVERY, np.random.default_rng(0))
         per_step = (time.perf_counter() - t) / EVAL_EVERY
         steps[b] = max(2, int(budget / (2 * rounds * len(calls)) / per_step) // EVAL_EVERY) * EVAL_EVERY
+    # Each turn times the loops, then each backend alone: the host's speed drifts from one
+    # minute to the next, and a ratio of times taken minutes apart measured that drift.
     times = {b: ([], []) for b in calls}
+    alone = {b: [] for b in backends}
+    data, labels = problem.X[:batch].copy(), problem.Y[:batch].copy()
     for turn in range(rounds):
         for b, call in calls.items():
             time.sleep(settle)
@@ -163,10 +174,11 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
             step_times, call_times = run_steps(call, problem, params, steps[b], np.random.default_rng(turn))
             times[b][0].extend(step_times)
             times[b][1].extend(call_times)
-    data, labels = problem.X[:batch].copy(), problem.Y[:batch].copy()
+        for b in backends:
+            share = budget / (2 * rounds * len(backends))
+            alone[b] += alone_times(calls[b], data, labels, problem.params.copy(), share, settle)
     records = []
     for b in backends:
-        alone = time_alone(calls[b], data, labels, problem.params.copy(), budget / (2 * len(backends)), settle)
         records.append(
             LoopRecord(
                 shape,
@@ -176,7 +188,7 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
                 b,
                 statistics.fmean(times[b][0]),
                 mean_without_stalls(times[b][1]),
-                alone,
+                statistics.median(alone[b]),
                 step_cost_seconds=mean_without_stalls(times[b][0]) - mean_without_stalls(times[STORED][0]),
             )
         )
