@@ -104,6 +104,14 @@ def function_at(context, builder, fnty, address):
 
 
 @njit(**JIT)
+def copy_into(dst, src):
+    # dst (n,) = src (n,). A slice assignment from an array makes Numba compile its
+    # shape-mismatch message (string formatting, about 2.5 s of a cold first call).
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(**JIT)
 def softmax_xent_row(z, y):
     # z (Dy,) logits, y (Dy,) labels -> returns the row's cost; z becomes d1 = yhat * sum(y) - y
     zmax = z[0]
@@ -237,7 +245,7 @@ def softmax_xent_columns(zT, yT, rows):
     # the T columns, so it vectorizes however small Dy is.
     T = zT.shape[1]
     zmax, sumexp, ysum, yshift = rows[0], rows[1], rows[2], rows[3]
-    zmax[:] = zT[0]
+    copy_into(zmax, zT[0])
     for k in range(1, zT.shape[0]):
         z = zT[k]
         for t in range(T):

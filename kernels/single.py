@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import register_jitable
 
-from .common import ENTRY, JIT, array_types, hidden_units, matrix, param_views, softmax_xent_row
+from .common import ENTRY, JIT, array_types, copy_into, hidden_units, matrix, param_views, softmax_xent_row
 from .mathfn import vexp
 from .pool import COUNTER_STRIDE, fetch_add, next_task, run_job, stash, unstash_as, wait_until, zero_of
 
@@ -29,7 +29,7 @@ def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2, firs
     one = h.dtype.type(1.0)
     H, Dy = W2.shape
     # hidden_forward: h = sigmoid(x W1 + b1)
-    h[:] = b1
+    copy_into(h, b1)
     for i in range(x.shape[0]):
         xi = x[i]
         for j in range(H):
@@ -37,7 +37,7 @@ def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2, firs
     for j in range(H):
         h[j] = one / (one + vexp(-h[j]))
     # output_forward: z = h W2 + b2, then z becomes d1 = yhat * rowsum(y) - y
-    z[:] = b2
+    copy_into(z, b2)
     for j in range(H):
         hj = h[j]
         for k in range(Dy):
@@ -62,7 +62,7 @@ def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2, firs
 def add_or_set(g, v, first):
     # g (n,) = v on the first row, g += v after
     if first:
-        g[:] = v
+        copy_into(g, v)
     else:
         for k in range(g.shape[0]):
             g[k] += v[k]
@@ -143,7 +143,7 @@ def hidden_forward_block(jb, hparts, b1, W2, h, zpart):
     one = h.dtype.type(1.0)
     for r in range(G):
         hr, zr = h[r], zpart[r]
-        hr[j0:j1] = b1[j0:j1]
+        copy_into(hr[j0:j1], b1[j0:j1])
         for ib in range(hparts.shape[0] // G):
             part = hparts[ib * G + r]
             for j in range(j0, j1):
@@ -162,7 +162,7 @@ def output_forward_row(r, zparts, b2, y, z):
     # row r of z (G, Dy) = b2 + the hidden blocks' shares (zparts (blocks * G, Dy)) in
     # block order, then d1; returns the row's cost
     zr, G = z[r], z.shape[0]
-    zr[:] = b2
+    copy_into(zr, b2)
     for jb in range(zparts.shape[0] // G):
         part = zparts[jb * G + r]
         for k in range(zr.shape[0]):

@@ -28,6 +28,7 @@ from .common import (
     ENTRY,
     JIT,
     array_types,
+    copy_into,
     matrix,
     pack_tile,
     param_views,
@@ -62,7 +63,7 @@ def fill_bias_tile(b1, bias_tile):
     # bias_tile (bias_tile_rows(H) * H,) = b1 (H,) repeated
     H = b1.shape[0]
     for r in range(0, bias_tile.shape[0], H):
-        bias_tile[r : r + H] = b1
+        copy_into(bias_tile[r : r + H], b1)
 
 
 @njit(**JIT)
