@@ -80,7 +80,8 @@ def affine_forward(srcT, W, b, col, out):
     K4 = K - K % 4
     bias = b[col]
     if K4 == 0:
-        out[:] = bias
+        for t in range(T):
+            out[t] = bias
     for i in range(0, K4, 4):
         w0, w1, w2, w3 = W[i, col], W[i + 1, col], W[i + 2, col], W[i + 3, col]
         s0, s1, s2, s3 = srcT[i], srcT[i + 1], srcT[i + 2], srcT[i + 3]

@@ -1,6 +1,7 @@
 """The Numba kernels themselves: every path against the long-double oracle, the
 vectorized exp/log, float32 purity, determinism, threads and the compile cache."""
 
+import ast
 import concurrent.futures
 import ctypes
 import os
@@ -220,6 +221,32 @@ def test_matrix_view_shares_memory_and_checks_its_size():
 def test_fastmath_keeps_nan_and_inf_semantics():
     assert not FASTMATH & {"nnan", "ninf", "fast"}
     assert ENTRY["cache"] is True and "cache" not in JIT  # see kernels/common.py
+
+
+def _slice_assignments_from_values(source):
+    """Lines of ``source`` that assign to a slice anything but a number."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign) and not isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Subscript) and any(isinstance(n, ast.Slice) for n in ast.walk(target.slice)):
+                    lines.append(node.lineno)
+    return lines
+
+
+def test_kernels_copy_arrays_with_a_loop_not_a_slice_assignment():
+    # `h[:] = b1` makes Numba compile a formatted shape-mismatch error: 2.5 s of a cold
+    # first call (kernels/common.py: copy_into)
+    assert _slice_assignments_from_values("h[:] = b1\nh[:] = 0\nhr[j0:j1] = b1[j0:j1]\nh[0] = b1[0]\n") == [1, 3]
+    kernels_dir = os.path.dirname(narrow.__file__)
+    found = {}
+    for name in sorted(os.listdir(kernels_dir)):
+        if name.endswith(".py"):
+            with open(os.path.join(kernels_dir, name)) as f:
+                lines = _slice_assignments_from_values(f.read())
+            if lines:
+                found[name] = lines
+    assert found == {}
 
 
 @numba.njit(**JIT)
