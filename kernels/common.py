@@ -34,6 +34,9 @@ JIT = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
 # cached helpers differs, at the last bit, from one compiled with fresh helpers: results
 # would then depend on the state of the cache. Uncached helpers are always fresh IR.
 ENTRY = dict(JIT, cache=True)
+# Small helpers are inlined at Numba's level: a function compiled on its own costs 0.1-0.3
+# s of a cold first call whatever its size (docs/design.md, Compilation).
+INLINE = dict(JIT, inline="always")
 
 
 def array_types(dt):
@@ -82,7 +85,7 @@ param_offsets = njit(layout.param_offsets)
 hidden_units = njit(layout.hidden_units)
 
 
-@njit(inline="always", **JIT)  # as a call it cost ~0.05 us of the 2 us N = 1 call
+@njit(**INLINE)  # as a call it cost ~0.05 us of the 2 us N = 1 call
 def param_views(params, Dx, H, Dy):
     """W1 (Dx, H), b1 (H,), W2 (H, Dy), b2 (Dy,) as views of the flat params (P,)."""
     o_W1, o_b1, o_W2, o_b2, end = param_offsets(Dx, H, Dy)
@@ -103,7 +106,7 @@ def function_at(context, builder, fnty, address):
     return fn._getvalue()
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def copy_into(dst, src):
     # dst (n,) = src (n,). A slice assignment from an array makes Numba compile its
     # shape-mismatch message (string formatting, about 2.5 s of a cold first call).
@@ -284,28 +287,28 @@ def softmax_xent_columns(zT, yT, rows):
 # chunks a thread runs one after another reuse one region that stays in L1/L2.
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def chunk_accumulator(c, ws, grad):
     """The gradient accumulator (P,) of chunk c; the chunk initializes it."""
     P = grad.shape[0]
     return grad if c == 0 else ws[c * P : (c + 1) * P]
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def block_scratch(b, ws, chunks, P, size):
     """The scratch (size,) of block b, after the accumulators of all chunks."""
     start = chunks * P + b * size
     return ws[start : start + size]
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def chunk_rows(c, rows_per_chunk, n):
     """Rows r0..r1 of chunk c of a batch of n rows."""
     r0 = c * rows_per_chunk
     return r0, min(n, r0 + rows_per_chunk)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def reduce_slice(s, slices, ws, chunks, grad):
     """Slice s of ``slices`` equal slices of grad += the accumulators of chunks 1.., in
     chunk order: each element is summed in the same order however the slices are shared
@@ -321,7 +324,7 @@ def reduce_slice(s, slices, ws, chunks, grad):
             g[p] += acc[p]
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def sum_costs(costs):
     cost = 0.0
     for c in range(costs.shape[0]):

@@ -23,7 +23,7 @@ from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .common import ENTRY, JIT
+from .common import ENTRY, INLINE
 from .pool import (
     ALIVE,
     CALLBACK,
@@ -153,7 +153,7 @@ def pieces_job(tid, address, zero):
         p = next_task(counters, 0)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _on_openblas_workers(pool, pieces, queue):
     # as without the callback: its pointer cleared for this call's exec_blas, then back
     # (a product entering exec_blas meanwhile, from another thread, takes OpenBLAS's way)

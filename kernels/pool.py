@@ -30,7 +30,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-from .common import JIT, function_at
+from .common import INLINE, JIT, function_at
 
 # The pool's slots (int64). Written by the caller: the open job's number (0: none), the
 # last job's number, the address of the job's function and of its arguments, its float
@@ -148,7 +148,7 @@ def take(typingctx, counters, i):
     return types.boolean(counters, i), codegen
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def next_task(counters, i):
     """The next task of the tasks counted in counters[i] (zeroed before they start). Each
     thread takes the next task as it finishes its last, so a thread that is slowed (by
@@ -407,7 +407,7 @@ def run_held(pool, job, args, zero, threads):
     store(pool, HELD, 0)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _helper_line(tid):
     return POOL_SLOTS + HELPER_STRIDE * (tid - 1)
 
@@ -432,7 +432,7 @@ def _move_helpers_off(pool, number, threads, cpu):
             _move_off_cpu(thread, cpu)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def wait_until(counters, i, value):
     """Spin until counters[i] reaches ``value`` (other threads finish their tasks)."""
     spins = 0
@@ -440,7 +440,7 @@ def wait_until(counters, i, value):
         spins = _spin_once(spins)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _spin_once(spins):
     # one round of a short wait: pause at first, then yield the core, in case the thread
     # waited for shares it (more threads than cores)
@@ -451,14 +451,14 @@ def _spin_once(spins):
     return spins + 1
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _new_job(pool, last):
     # the number of a job opened since job ``last``, else 0
     job = load(pool, JOB)
     return 0 if job == last else job
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _sleep(pool, last):
     # Sleep until a call wakes us (or stop). Counted asleep before the last look at the
     # job, as the caller opens its job before it looks for sleepers: one of the two sees
@@ -472,7 +472,7 @@ def _sleep(pool, last):
     _unlock(pool)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _move_off_cpu(thread, cpu):
     # A helper on the caller's CPU cannot help until the call ends, and Linux can leave it
     # there: in a VM it wakes a helper there when the host has halted the idle vCPU it
@@ -492,7 +492,7 @@ def _move_off_cpu(thread, cpu):
         _affinity(True, thread, allowed)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _leave_callers_cpu(pool):
     # a helper woken on the caller's CPU moves itself
     cpu = _cpu()

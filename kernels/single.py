@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import register_jitable
 
-from .common import ENTRY, JIT, array_types, copy_into, hidden_units, matrix, param_views, softmax_xent_row
+from .common import ENTRY, INLINE, JIT, array_types, copy_into, hidden_units, matrix, param_views, softmax_xent_row
 from .mathfn import vexp
 from .pool import COUNTER_STRIDE, fetch_add, next_task, run_job, stash, unstash_as, wait_until, zero_of
 
@@ -58,7 +58,7 @@ def row_forward_backward(x, y, W1, b1, W2, b2, h, z, d, gW1, gb1, gW2, gb2, firs
     return cost
 
 
-@njit(inline="always", **JIT)
+@njit(**INLINE)
 def add_or_set(g, v, first):
     # g (n,) = v on the first row, g += v after
     if first:
@@ -68,7 +68,7 @@ def add_or_set(g, v, first):
             g[k] += v[k]
 
 
-@njit(inline="always", **JIT)
+@njit(**INLINE)
 def add_scaled_or_set(g, a, v, first):
     # g (n,) = a v on the first row, g += a v after
     if first:
