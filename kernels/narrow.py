@@ -14,6 +14,7 @@ from numba.extending import register_jitable
 from .blocks import tiles_at
 from .common import (
     ENTRY,
+    INLINE,
     JIT,
     hidden_units,
     matrix,
@@ -64,7 +65,7 @@ def small_batch_tile_rows(n, Dx, H, Dy, itemsize):
 # The per-tile stages are inlined into their caller by Numba itself: as separate functions
 # LLVM kept them as calls passing each array as a 7-word struct on the stack (27% slower
 # at N = 8, 5% at 4096; docs/design.md, "Compilation").
-TILE_STAGE = dict(JIT, inline="always")
+TILE_STAGE = INLINE
 
 
 # x W1, h W2 and x^T d3 go four weights per pass over the tile, output_backward two

@@ -167,6 +167,7 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
     times = {b: ([], []) for b in calls}
     alone = {b: [] for b in backends}
     data, labels = problem.X[:batch].copy(), problem.Y[:batch].copy()
+    share = budget / (2 * rounds * len(backends))  # of each turn, for each backend alone
     for turn in range(rounds):
         for b, call in calls.items():
             time.sleep(settle)
@@ -175,7 +176,6 @@ def measure_loop_point(shape, batch, dtype, backends, budget=0.6, rounds=3, sett
             times[b][0].extend(step_times)
             times[b][1].extend(call_times)
         for b in backends:
-            share = budget / (2 * rounds * len(backends))
             alone[b] += alone_times(calls[b], data, labels, problem.params.copy(), share, settle)
     records = []
     for b in backends:
